@@ -1,0 +1,120 @@
+"""PartDataset: a torch Dataset over one split of a prepared dataset (see `prepared`)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from .prepared import DatasetMetadata, PreparedDatasetError, read_image, read_mask, read_split, validate_prepared
+from .transforms import JointTransform, to_float_and_long
+
+
+class PartDataset(Dataset):
+    """Samples ``(image float32 (3,H,W) in [0,1], mask int64 (H,W), label int)`` of one split.
+
+    Metadata and split file are checked at construction (errors name the file). Decoded
+    samples are kept in memory as uint8 tensors (mask uint8, or int16/int32 for many parts)
+    when ``cache`` is true, so later epochs skip PNG decoding; ``preload()`` fills the cache
+    up front (do it before forking DataLoader workers so they share it). ``transform`` is a
+    joint transform from `transforms` (called with tv_tensors.Image / tv_tensors.Mask);
+    without one the full-size image is returned as float. ``limit`` keeps the first n rows.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        transform: JointTransform | None = None,
+        cache: bool = True,
+        limit: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.metadata: DatasetMetadata = validate_prepared(self.root, splits=(split,))
+        df = read_split(self.root, split)
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0 or None, got {limit}")
+            df = df.iloc[:limit]
+        self.images: list[str] = df["image"].tolist()
+        self.masks: list[str] = df["mask"].tolist()
+        self.labels: list[int] = [int(x) for x in df["label"]]
+        self.transform = transform
+        self._to_tensor = to_float_and_long()
+        self._cache: list[tuple[torch.Tensor, torch.Tensor] | None] | None = (
+            [None] * len(self.labels) if cache else None
+        )
+        k = self.metadata.num_parts
+        self._mask_dtype = torch.uint8 if k <= 255 else (torch.int16 if k <= 32767 else torch.int32)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metadata.classes
+
+    @property
+    def num_classes(self) -> int:
+        return self.metadata.num_classes
+
+    @property
+    def num_parts(self) -> int:
+        return self.metadata.num_parts
+
+    def _decode(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read the files of sample `index`: image uint8 (3,H,W), mask (H,W) compact int."""
+        image_path = self.root / self.images[index]
+        mask_path = self.root / self.masks[index]
+        image = read_image(image_path)
+        mask = read_mask(mask_path)
+        if mask.shape != image.shape[:2]:
+            raise PreparedDatasetError(
+                f"{mask_path}: mask size {mask.shape} differs from image {image_path} size {image.shape[:2]}"
+            )
+        k = self.metadata.num_parts
+        top = int(mask.max()) if mask.size else 0
+        if top > k:
+            raise PreparedDatasetError(
+                f"{mask_path}: mask value {top} exceeds the number of parts K={k} "
+                f"(metadata {self.root / 'metadata.json'})"
+            )
+        image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        mask_t = torch.from_numpy(mask.astype(np.int64)).to(self._mask_dtype)
+        return image_t, mask_t
+
+    def _raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None:
+            return self._decode(index)
+        item = self._cache[index]
+        if item is None:
+            item = self._decode(index)
+            self._cache[index] = item
+        return item
+
+    def preload(self, progress: bool = False) -> "PartDataset":
+        """Decode every sample into the cache now (no-op without cache); returns self."""
+        if self._cache is None:
+            return self
+        from tqdm.auto import tqdm
+
+        for i in tqdm(range(len(self)), desc=f"decode {self.split}", disable=not progress):
+            self._raw(i)
+        return self
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index %= len(self)
+        image, mask = self._raw(index)
+        transform = self.transform if self.transform is not None else self._to_tensor
+        out_image, out_mask = transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        return (
+            out_image.as_subclass(torch.Tensor),
+            out_mask.as_subclass(torch.Tensor),
+            self.labels[index],
+        )

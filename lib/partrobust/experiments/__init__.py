@@ -1,0 +1,1 @@
+"""One module per notebook: its parameter schema and the steps the notebook calls."""

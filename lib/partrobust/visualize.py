@@ -1,0 +1,132 @@
+"""Figures of images with their part masks (dataset previews, clean vs attacked predictions)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .data.dataset import PartDataset
+
+
+
+def _part_colors(n: int) -> np.ndarray:
+    """n fixed qualitative colours (uint8 RGB): tab20, tab20b, tab20c, then cycled."""
+    from matplotlib import colormaps
+
+    base = np.concatenate(
+        [np.asarray(colormaps[name].colors)[:, :3] for name in ("tab20", "tab20b", "tab20c")]
+    )
+    reps = -(-n // len(base)) if n else 1
+    return np.rint(np.tile(base, (reps, 1))[:n] * 255).astype(np.uint8)
+
+
+def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def mask_to_rgb(mask: np.ndarray | torch.Tensor, num_parts: int) -> np.ndarray:
+    """Colour an (H,W) part mask: background black, part k a fixed qualitative colour."""
+    m = _to_numpy(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (H,W), got shape {m.shape}")
+    if m.size and (m.min() < 0 or m.max() > num_parts):
+        raise ValueError(f"mask values must lie in 0..{num_parts}, got {m.min()}..{m.max()}")
+    lut = np.concatenate([np.zeros((1, 3), np.uint8), _part_colors(num_parts)])
+    return lut[m.astype(np.int64)]
+
+
+def _image_to_hwc(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(3,H,W) or (H,W,3), float in [0,1] or uint8 -> (H,W,3) for imshow."""
+    x = _to_numpy(image)
+    if x.ndim != 3:
+        raise ValueError(f"image must be 3-D, got shape {x.shape}")
+    if x.shape[0] == 3 and x.shape[-1] != 3:
+        x = x.transpose(1, 2, 0)
+    if x.dtype == np.uint8:
+        return x
+    return np.clip(x.astype(np.float32), 0.0, 1.0)
+
+
+def plot_samples(
+    images: Sequence[np.ndarray | torch.Tensor] | torch.Tensor | np.ndarray,
+    masks_list: Sequence[tuple[str, Sequence[np.ndarray | torch.Tensor] | torch.Tensor | np.ndarray]],
+    labels: Sequence[int] | torch.Tensor | np.ndarray,
+    class_names: Sequence[str],
+    num_parts: int,
+    preds: Sequence[int] | torch.Tensor | np.ndarray | None = None,
+    ncols: int = 8,
+) -> "Figure":
+    """Grid with one column per sample: a row of images, then one row per (title, masks).
+
+    Image titles are the true class; with `preds` they read "true -> pred" in green (correct)
+    or red (wrong). More than `ncols` samples wrap into further blocks of rows. Used for
+    dataset previews and for clean-vs-attacked figures like the paper's Fig. 5. The figure
+    is created with pyplot: assign it (``fig = plot_samples(...)``) in notebooks.
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    labels_np = _to_numpy(labels).astype(int).tolist() if n else []
+    preds_np = None if preds is None else _to_numpy(preds).astype(int).tolist()
+    if len(labels_np) != n or (preds_np is not None and len(preds_np) != n):
+        raise ValueError(f"got {n} images but {len(labels_np)} labels / preds")
+    for title, masks in masks_list:
+        if len(masks) != n:
+            raise ValueError(f"masks row {title!r} has {len(masks)} masks for {n} images")
+    if n == 0:
+        raise ValueError("plot_samples needs at least one sample")
+    ncols = max(1, min(ncols, n))
+    blocks = -(-n // ncols)
+    rows_per_block = 1 + len(masks_list)
+    nrows = blocks * rows_per_block
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(1.6 * ncols, 1.75 * nrows), squeeze=False, constrained_layout=True
+    )
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    for i in range(n):
+        block, col = divmod(i, ncols)
+        top = block * rows_per_block
+        ax = axes[top, col]
+        ax.imshow(_image_to_hwc(images[i]), interpolation="nearest")
+        true_name = class_names[labels_np[i]]
+        if preds_np is None:
+            ax.set_title(true_name, fontsize=8)
+        else:
+            ok = preds_np[i] == labels_np[i]
+            ax.set_title(
+                f"{true_name}\n-> {class_names[preds_np[i]]}",
+                fontsize=8,
+                color="tab:green" if ok else "tab:red",
+            )
+        for r, (_, masks) in enumerate(masks_list, start=1):
+            axes[top + r, col].imshow(mask_to_rgb(masks[i], num_parts), interpolation="nearest")
+    for block in range(blocks):
+        top = block * rows_per_block
+        axes[top, 0].set_ylabel("image", fontsize=8)
+        for r, (title, _) in enumerate(masks_list, start=1):
+            axes[top + r, 0].set_ylabel(title, fontsize=8)
+    return fig
+
+
+def plot_image_mask_grid(dataset: "PartDataset", n: int = 16, seed: int = 0, ncols: int = 8) -> "Figure":
+    """Plot n random samples of a PartDataset (chosen with `seed`) with their true masks."""
+    if len(dataset) == 0:
+        raise ValueError("dataset is empty")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(dataset), size=min(n, len(dataset)), replace=False))
+    items = [dataset[int(i)] for i in idx]
+    return plot_samples(
+        [im for im, _, _ in items],
+        [("true masks", [m for _, m, _ in items])],
+        [lab for _, _, lab in items],
+        dataset.metadata.classes,
+        dataset.metadata.num_parts,
+        ncols=ncols,
+    )

@@ -110,7 +110,8 @@ def from_namespace(cls: type[T], namespace: Mapping[str, Any]) -> T:
     """Builds `cls` from a notebook's globals (the parameters cell plus papermill's injected cell).
 
     Every public, non-module, non-callable global is treated as a parameter, so a misspelt
-    name injected by papermill (which only warns about it) raises here instead.
+    name injected by papermill (which only warns about it) raises here instead. Cells before
+    this call should therefore import only modules, functions and classes, not constants.
     """
     values = {
         name: value

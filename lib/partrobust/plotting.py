@@ -18,6 +18,11 @@ MODEL_LABELS = {
 }
 
 
+def model_label(name: str) -> str:
+    """Display name of a registered model ("bbox" -> "Bounding-Box")."""
+    return MODEL_LABELS.get(name, name)
+
+
 def save_figure(fig: matplotlib.figure.Figure, path: str | Path) -> Path:
     """Saves PNG/PDF without timestamps or software tags, so unchanged figures diff as unchanged."""
     path = Path(path)
@@ -44,7 +49,7 @@ def plot_clean_vs_adversarial(results: pd.DataFrame, adversarial_metric: str = "
     wide = results.pivot_table(index=["dataset", "training", "model"], columns="metric", values="value", aggfunc="first").reset_index()
     if adversarial_metric not in wide.columns:
         raise KeyError(f"results have no {adversarial_metric!r} rows; metrics present: {sorted(results.metric.unique())}")
-    wide["model_label"] = wide["model"].map(lambda m: MODEL_LABELS.get(m, m))
+    wide["model_label"] = wide["model"].map(model_label)
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
     sns.scatterplot(data=wide, x="clean_accuracy", y=adversarial_metric, hue="model_label", style="training", s=90, ax=ax)
     for _, row in wide.iterrows():

@@ -50,3 +50,16 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def find_repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository root (the folder holding ``pyproject.toml`` and ``notebooks/``) above `start`.
+
+    Notebooks chdir there so that the relative paths in ``params/*.yaml`` mean the same thing
+    under papermill and in JupyterLab (which starts kernels in the notebook's folder).
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    raise FileNotFoundError(f"no partrobust checkout (pyproject.toml + notebooks/) found above {here}")

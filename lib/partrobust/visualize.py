@@ -130,3 +130,45 @@ def plot_image_mask_grid(dataset: "PartDataset", n: int = 16, seed: int = 0, nco
         dataset.metadata.num_parts,
         ncols=ncols,
     )
+
+
+def plot_predictions_panel(
+    true_masks: Sequence[np.ndarray | torch.Tensor] | torch.Tensor,
+    labels: Sequence[int] | torch.Tensor,
+    settings: Sequence[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]],
+    class_names: Sequence[str],
+    num_parts: int,
+) -> "Figure":
+    """Paper Fig. 5-style panel: ground truth, then for each setting its inputs and predicted masks.
+
+    Args:
+        true_masks, labels: ground truth of n samples (first row, titled with the true class).
+        settings: (name, images, predicted masks, predicted classes) per setting, e.g.
+            ("clean", x, masks, preds) and ("PGD", x_adv, masks_adv, preds_adv). Each adds an
+            image row and a mask row; the mask is titled with the predicted class, green when
+            right and red when wrong.
+    """
+    import matplotlib.pyplot as plt
+
+    labels_np = _to_numpy(labels).astype(int).tolist()
+    n = len(labels_np)
+    nrows = 1 + 2 * len(settings)
+    fig, axes = plt.subplots(nrows, n, figsize=(1.6 * n, 1.8 * nrows), squeeze=False, constrained_layout=True)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    for i in range(n):
+        axes[0, i].imshow(mask_to_rgb(true_masks[i], num_parts), interpolation="nearest")
+        axes[0, i].set_title(class_names[labels_np[i]], fontsize=8)
+        for s, (_, images, masks, preds) in enumerate(settings):
+            pred = int(preds[i])
+            axes[1 + 2 * s, i].imshow(_image_to_hwc(images[i]), interpolation="nearest")
+            ax = axes[2 + 2 * s, i]
+            ax.imshow(mask_to_rgb(masks[i], num_parts), interpolation="nearest")
+            ax.set_title(class_names[pred], fontsize=8, color="tab:green" if pred == labels_np[i] else "tab:red")
+    axes[0, 0].set_ylabel("ground truth", fontsize=8)
+    for s, (name, *_rest) in enumerate(settings):
+        axes[1 + 2 * s, 0].set_ylabel(f"{name} input", fontsize=8)
+        axes[2 + 2 * s, 0].set_ylabel(f"{name} prediction", fontsize=8)
+    return fig

@@ -58,14 +58,14 @@ from .prepared import (
 )
 
 GENERATOR = "partrobust.data.synthetic"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DATASET_NAME = "synthetic-parts"
 
 MAX_ROTATION = math.pi / 4
-OBJECT_FRACTION = (0.45, 0.85)  # diameter of the object's bounding circle / image side
+OBJECT_FRACTION = (0.6, 0.9)  # diameter of the object's bounding circle / image side
 ASPECT_JITTER = 0.15  # log-aspect range
-N_DISTRACTORS = (3, 7)  # [low, high) distractor shapes per image
-DISTRACTOR_FRACTION = (0.08, 0.22)  # distractor half-size / image side
+N_DISTRACTORS = (2, 5)  # [low, high) distractor shapes per image
+DISTRACTOR_FRACTION = (0.05, 0.12)  # distractor half-size / image side
 PIXEL_NOISE = 0.03
 STRIPE_CONTRAST = 0.5
 _CHUNK = 50  # images per work unit

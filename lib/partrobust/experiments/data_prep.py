@@ -20,6 +20,7 @@ PREPARERS: Registry[Callable[["DataPrepParams"], DatasetMetadata]] = Registry("d
 class DataPrepParams:
     """Parameters of notebook 00 (defaults live in the notebook's `parameters` cell)."""
 
+    run_dir: str
     dataset: str
     output_root: str
     num_classes: int

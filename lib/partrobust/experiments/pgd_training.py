@@ -63,6 +63,7 @@ class PGDTrainingParams:
     test_pgd_step_size: float | str
     test_pgd_restarts: int
     autoattack: bool
+    autoattack_attacks: list[str] | None
     device: str
     bf16: bool
     tf32: bool
@@ -148,7 +149,8 @@ class PGDTrainingExperiment:
         p = self.params
         return EvalConfig(
             eps=p.eps, pgd_steps=p.test_pgd_steps, pgd_step_size=p.test_pgd_step_size,
-            pgd_restarts=p.test_pgd_restarts, autoattack=p.autoattack, batch_size=p.batch_size,
+            pgd_restarts=p.test_pgd_restarts, autoattack=p.autoattack,
+            autoattack_attacks=p.autoattack_attacks, batch_size=p.batch_size,
             seed=p.seed, progress=p.progress,
         )
 

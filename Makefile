@@ -1,0 +1,47 @@
+# partrobust: make smoke | make test | make nbdime | make lab | make clean
+# Uses the active virtual environment (or conda env) if there is one, else creates .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+
+ifneq ($(VIRTUAL_ENV),)
+  ENV_DIR := $(VIRTUAL_ENV)
+else ifneq ($(CONDA_PREFIX),)
+  ENV_DIR := $(CONDA_PREFIX)
+else
+  ENV_DIR := $(CURDIR)/.venv
+endif
+PY := $(ENV_DIR)/bin/python
+STAMP := $(ENV_DIR)/.partrobust-installed
+
+.PHONY: install smoke test test-fast nbdime lab clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(PY)" ]; then echo "creating virtual environment in $(ENV_DIR)"; $(PYTHON) -m venv "$(ENV_DIR)"; fi
+	"$(PY)" -m pip install --quiet --upgrade pip
+	"$(PY)" -m pip install --quiet -e '.[dev]'
+	"$(PY)" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (partrobust)" >/dev/null
+	@touch "$(STAMP)"
+
+# The whole loop on the built-in synthetic data on a CPU: notebooks 00 and 01 -> runs/smoke/
+smoke: install
+	"$(PY)" -m partrobust.pipeline params/smoke.yaml
+
+# Unit tests and papermill runs of the notebooks on tiny parameters.
+test: install
+	"$(PY)" -m pytest
+
+# Only the fast unit tests (no training, no notebooks).
+test-fast: install
+	"$(PY)" -m pytest -m "not slow"
+
+# Notebook-aware git diffs and merges (once per clone).
+nbdime: install
+	"$(ENV_DIR)/bin/nbdime" config-git --enable
+
+lab: install
+	"$(ENV_DIR)/bin/jupyter" lab notebooks/
+
+clean:
+	rm -rf runs/smoke

@@ -39,6 +39,8 @@ test-fast: install
 # Notebook-aware git diffs and merges (once per clone).
 nbdime: install
 	"$(ENV_DIR)/bin/nbdime" config-git --enable
+	git config diff.jupyternotebook.command "$(ENV_DIR)/bin/git-nbdiffdriver diff"
+	git config merge.jupyternotebook.driver "$(ENV_DIR)/bin/git-nbmergedriver merge %O %A %B %L %P"
 
 lab: install
 	"$(ENV_DIR)/bin/jupyter" lab notebooks/

@@ -53,7 +53,8 @@ def test_wrong_parameter_type_fails_in_the_notebook_with_the_key(tmp_path):
 
 
 TINY = {
-    "00_data_prep": {"dataset": "synthetic", "num_classes": 4, "image_size": 32, "n_train": 48, "n_val": 16, "n_test": 16, "workers": 1},
+    "00_data_prep": {"dataset": "synthetic", "num_classes": 4, "image_size": 32, "n_train": 48, "n_val": 16, "n_test": 16,
+                     "workers": 1, "variants": ["object", "bbox"]},
     "01_pgd_training": {
         "models": ["resnet", "downsampled", "bbox"], "arch": "resnet10t", "encoder": "tu-resnet10t",
         "crop_size": 32, "resize_size": 32, "batch_size": 16, "train_limit": 32, "epochs_clean": 1, "epochs_adv": 1,
@@ -89,7 +90,9 @@ def test_papermill_runs_notebooks_00_and_01(tmp_path):
             assert "clean_pixel_accuracy" in metrics
     assert (results.n == 8).all()
     figures = {p.name for p in (run_dir / "figures").glob("*.png")}
-    assert {"00_synthetic_samples.png", "01_clean_vs_adversarial.png", "01_bbox_masks.png"} <= figures
+    assert {"00_synthetic_samples.png", "00_synthetic_object_samples.png", "00_synthetic_bbox_samples.png",
+            "01_clean_vs_adversarial.png", "01_bbox_masks.png"} <= figures
+    assert (data / "synthetic-bbox" / "metadata.json").exists()
     manifest = json.loads((run_dir / "01_pgd_training" / "manifest.json").read_text())
     assert {"git_commit", "parameters", "packages", "device", "seed", "wall_time_s"} <= set(manifest)
     for model in ("resnet", "downsampled", "bbox"):

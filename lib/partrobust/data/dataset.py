@@ -9,8 +9,21 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from ..losses import UNLABELLED
 from .prepared import DatasetMetadata, PreparedDatasetError, read_image, read_mask, read_split, validate_prepared
 from .transforms import JointTransform, to_float_and_long
+
+
+def labelled_rows(n: int, label_fraction: float = 1.0, label_seed: int = 0) -> np.ndarray:
+    """Which of `n` rows keep their part mask: all but the first ``int((1 - f) * n)`` of a
+    ``RandomState(label_seed)`` permutation (the reference's ``seg_drop_idx``)."""
+    if not 0.0 <= label_fraction <= 1.0:
+        raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
+    labelled = np.ones(n, dtype=bool)
+    n_drop = int((1.0 - label_fraction) * n)
+    if n_drop:
+        labelled[np.random.RandomState(label_seed).permutation(n)[:n_drop]] = False
+    return labelled
 
 
 class PartDataset(Dataset):
@@ -22,6 +35,14 @@ class PartDataset(Dataset):
     up front (do it before forking DataLoader workers so they share it). ``transform`` is a
     joint transform from `transforms` (called with tv_tensors.Image / tv_tensors.Mask);
     without one the full-size image is returned as float. ``limit`` keeps the first n rows.
+
+    Fewer-labels ablation (paper Fig. 10, reference ``--semi-label``): with ``label_fraction``
+    f < 1, a permutation of the rows (after ``limit``) drawn from
+    ``numpy.random.RandomState(label_seed)`` picks its first ``int((1 - f) * N)`` rows, whose
+    masks are replaced, after the transform, by a mask of the same shape filled with
+    ``UNLABELLED`` (-1); the losses then skip their segmentation term. ``labelled`` (bool
+    array, one entry per row) says which rows keep their mask. The count uses the reference's
+    float formula as is, so e.g. f=0.9 of N=10 drops int(0.999...) = 0 rows.
     """
 
     def __init__(
@@ -31,6 +52,8 @@ class PartDataset(Dataset):
         transform: JointTransform | None = None,
         cache: bool = True,
         limit: int | None = None,
+        label_fraction: float = 1.0,
+        label_seed: int = 0,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -43,6 +66,9 @@ class PartDataset(Dataset):
         self.images: list[str] = df["image"].tolist()
         self.masks: list[str] = df["mask"].tolist()
         self.labels: list[int] = [int(x) for x in df["label"]]
+        self.labelled: np.ndarray = labelled_rows(len(self.labels), label_fraction, label_seed)
+        self.label_fraction = float(label_fraction)
+        self.label_seed = int(label_seed)
         self.transform = transform
         self._to_tensor = to_float_and_long()
         self._cache: list[tuple[torch.Tensor, torch.Tensor] | None] | None = (
@@ -113,8 +139,8 @@ class PartDataset(Dataset):
         image, mask = self._raw(index)
         transform = self.transform if self.transform is not None else self._to_tensor
         out_image, out_mask = transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
-        return (
-            out_image.as_subclass(torch.Tensor),
-            out_mask.as_subclass(torch.Tensor),
-            self.labels[index],
-        )
+        out_mask = out_mask.as_subclass(torch.Tensor)
+        if not self.labelled[index]:
+            signed = out_mask.dtype if out_mask.is_signed() else torch.int64  # -1 must fit
+            out_mask = torch.full(out_mask.shape, UNLABELLED, dtype=signed)
+        return out_image.as_subclass(torch.Tensor), out_mask, self.labels[index]

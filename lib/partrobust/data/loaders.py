@@ -21,14 +21,22 @@ class LoaderConfig:
     num_workers: int = 0
     train_limit: int | None = None
     seed: int = 0
+    label_fraction: float = 1.0  # fewer-labels ablation: fraction of train rows keeping masks
+    label_seed: int = 0  # seed of the permutation choosing them (the reference fixes it to 0)
 
 
 def build_loaders(root: str, cfg: LoaderConfig) -> dict[str, DataLoader]:
-    """Train (shuffled, augmented, last partial batch dropped), val and test loaders."""
+    """Train (shuffled, augmented, last partial batch dropped), val and test loaders.
+
+    ``cfg.label_fraction`` < 1 drops the part masks of some train rows (see PartDataset);
+    val and test keep all their masks.
+    """
     generator = torch.Generator().manual_seed(cfg.seed)
     pin = torch.cuda.is_available()
     train_set = PartDataset(
-        root, "train", transform=train_transform(cfg.crop_size, scale=(cfg.min_crop_scale, 1.0)), limit=cfg.train_limit
+        root, "train", transform=train_transform(cfg.crop_size, scale=(cfg.min_crop_scale, 1.0)), limit=cfg.train_limit,
+        label_fraction=cfg.label_fraction,
+        label_seed=cfg.label_seed,
     )
     loaders = {
         "train": DataLoader(

@@ -7,6 +7,10 @@ once converted) is stored as::
       metadata.json
       images/<split>/<stem>.png      RGB image (real datasets may use .jpg)
       masks/<split>/<stem>.png       single-channel integer part mask (same height/width)
+
+(The synthetic generator uses these split sub-folders; the converters of real datasets write
+``images/<stem>.<ext>`` and ``masks/<stem>.png`` without them, see ``partrobust.data.convert``.
+Loaders only follow the paths in the split CSVs.)
       train.csv  val.csv  test.csv   one row per sample
 
 ``metadata.json``::
@@ -115,8 +119,13 @@ class DatasetMetadata:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file + os.replace, so no half file is ever left."""
+    """Write `data` to `path` via a temporary file + os.replace, so no half file is ever left.
+
+    A file that already holds exactly `data` is left untouched (reruns keep mtimes).
+    """
     path = Path(path)
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -233,7 +242,7 @@ def read_split(root: str | os.PathLike, split: str) -> pd.DataFrame:
         )
     if df[["image", "mask", "label"]].isna().any().any():
         raise PreparedDatasetError(f"{path}: empty cells in columns image/mask/label")
-    if not pd.api.types.is_integer_dtype(df["label"]):
+    if len(df) and not pd.api.types.is_integer_dtype(df["label"]):
         raise PreparedDatasetError(f"{path}: column 'label' must hold integers")
     return df
 
@@ -244,6 +253,8 @@ def write_split(
     """Write ``<root>/<split>.csv`` atomically; `rows` hold at least image, mask, label."""
     path = split_path(root, split)
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if df.empty and not len(df.columns):
+        df = pd.DataFrame(columns=list(SPLIT_COLUMNS))
     missing = [c for c in SPLIT_COLUMNS if c not in df.columns]
     if missing:
         raise PreparedDatasetError(f"{path}: rows lack column(s) {missing}")

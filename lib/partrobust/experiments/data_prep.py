@@ -1,7 +1,9 @@
 """Notebook 00: prepare a dataset in the project's prepared format and summarise it.
 
-Only the built-in synthetic dataset exists so far; converters for the real datasets register
-themselves in ``PREPARERS`` under their own name.
+``PREPARERS`` maps a dataset name to the function that writes it: the built-in synthetic
+dataset is generated; Part-ImageNet, Cityscapes-Panoptic-Parts and PASCAL-Part are converted
+from their raw releases (downloaded by the user to ``raw_root``). Label variants for the
+ablations (object-level masks, part bounding boxes) are derived from the prepared dataset.
 """
 from __future__ import annotations
 
@@ -22,13 +24,16 @@ class DataPrepParams:
 
     run_dir: str
     dataset: str
+    raw_root: str | None
     output_root: str
+    variants: list[str]
     num_classes: int
     image_size: int
     n_train: int
     n_val: int
     n_test: int
     texture_cue_prob: float
+    summary_limit: int | None
     seed: int
     workers: int
     progress: bool
@@ -38,11 +43,20 @@ class DataPrepParams:
             raise ParameterError(f"dataset: unknown dataset {self.dataset!r}; known: {PREPARERS.names()}")
         if self.workers < 1:
             raise ParameterError(f"workers must be >= 1, got {self.workers}")
+        if self.dataset != "synthetic" and self.raw_root is None:
+            raise ParameterError(f"raw_root: the folder of the downloaded {self.dataset} release is required")
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown:
+            raise ParameterError(f"variants: unknown label variant(s) {unknown}; known: {list(VARIANTS)}")
 
     @property
     def dataset_root(self) -> Path:
         """Where the prepared dataset is written: ``<output_root>/<dataset>``."""
         return Path(self.output_root) / self.dataset
+
+    def variant_root(self, kind: str) -> Path:
+        """Where a label variant is written: ``<output_root>/<dataset>-<kind>``."""
+        return Path(self.output_root) / f"{self.dataset}-{kind}"
 
 
 @PREPARERS.register("synthetic")
@@ -64,6 +78,39 @@ def prepare_synthetic(params: DataPrepParams) -> DatasetMetadata:
     return generate_synthetic(params.dataset_root, config, workers=params.workers, progress=params.progress)
 
 
+@PREPARERS.register("part_imagenet")
+def prepare_part_imagenet(params: DataPrepParams) -> DatasetMetadata:
+    """Converts the PartImageNet release (JPEGImages/ + train/val/test.json)."""
+    from ..data.part_imagenet import convert_part_imagenet
+
+    return convert_part_imagenet(params.raw_root, params.dataset_root, seed=params.seed, workers=params.workers, progress=params.progress)
+
+
+@PREPARERS.register("cityscapes")
+def prepare_cityscapes(params: DataPrepParams) -> DatasetMetadata:
+    """Converts Cityscapes-Panoptic-Parts (leftImg8bit/ + gtFinePanopticParts/) to human/vehicle crops."""
+    from ..data.cityscapes import convert_cityscapes
+
+    return convert_cityscapes(params.raw_root, params.dataset_root, seed=params.seed, workers=params.workers, progress=params.progress)
+
+
+@PREPARERS.register("pascal_part")
+def prepare_pascal_part(params: DataPrepParams) -> DatasetMetadata:
+    """Converts PASCAL-Part (VOC2010 JPEGImages/ + Annotations_Part/*.mat), five classes."""
+    from ..data.pascal_part import convert_pascal_part
+
+    return convert_pascal_part(params.raw_root, params.dataset_root, seed=params.seed, workers=params.workers, progress=params.progress)
+
+
+VARIANTS = ("object", "bbox")
+
+
 def prepare(params: DataPrepParams) -> DatasetMetadata:
-    """Prepares the dataset named by ``params.dataset``; idempotent."""
-    return PREPARERS.get(params.dataset)(params)
+    """Prepares the dataset named by ``params.dataset`` and its label variants; idempotent."""
+    meta = PREPARERS.get(params.dataset)(params)
+    if params.variants:
+        from ..data.variants import make_label_variant
+
+        for kind in params.variants:
+            make_label_variant(params.dataset_root, params.variant_root(kind), kind, workers=params.workers, progress=params.progress)
+    return meta

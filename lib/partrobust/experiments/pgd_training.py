@@ -2,8 +2,6 @@
 clean / PGD / AutoAttack evaluation on the test split, with tidy results and figures."""
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,7 @@ import torch.nn as nn
 import yaml
 
 from ..config import ParameterError, parse_fraction, to_dict
-from ..data import PartDataset, load_metadata, validate_prepared
+from ..data import load_metadata, validate_prepared
 from ..data.loaders import LoaderConfig, build_loaders
 from ..evaluation import EvalConfig, collect, evaluate, predict
 from ..models import MODELS, ModelConfig, build_model, count_parameters

@@ -32,15 +32,14 @@ from __future__ import annotations
 import functools
 import json
 import math
-import multiprocessing
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from .convert import run_jobs
 from .prepared import (
     METADATA_FILE,
     SPLITS,
@@ -462,18 +461,9 @@ def generate_synthetic(
         (root / "masks" / split).mkdir(parents=True, exist_ok=True)
 
     rows: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(SPLITS))}
-    total = sum(config.split_sizes().values())
-    with tqdm(total=total, desc=f"synthetic -> {root}", disable=not progress, unit="img") as bar:
-        if workers == 1:
-            results = map(_work, jobs)
-            for job, chunk in zip(jobs, results):
-                rows[job[2]].extend(chunk)
-                bar.update(len(chunk))
-        else:
-            with multiprocessing.get_context().Pool(workers) as pool:
-                for job, chunk in zip(jobs, pool.imap(_work, jobs)):
-                    rows[job[2]].extend(chunk)
-                    bar.update(len(chunk))
+    chunks = run_jobs(_work, jobs, workers, desc=f"synthetic -> {root} (chunks of {_CHUNK})", progress=progress)
+    for job, chunk in zip(jobs, chunks):
+        rows[job[2]].extend(chunk)
 
     for split_index, split in enumerate(SPLITS):
         write_split(root, split, rows[split_index])

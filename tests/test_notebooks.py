@@ -1,14 +1,15 @@
-"""Notebooks: committed clean, parameter files match them, papermill runs them end to end."""
+"""Notebooks: committed clean, params files match them, papermill runs the pipeline end to end."""
 import json
 from pathlib import Path
 
-import pandas as pd
 import papermill as pm
 import pytest
 import yaml
 
 from partrobust.config import ParameterError
-from partrobust.pipeline import check_parameters, load_plan, run
+from partrobust.pipeline import notebook_plan, run
+from partrobust.results import gather_results
+from partrobust.sweep import expand, load_plan
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -25,21 +26,34 @@ def test_notebook_committed_without_outputs_with_one_parameters_cell(path):
 
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
-def test_parameter_files_name_only_real_parameters(path):
-    _, plan = load_plan(path, REPO)
-    check_parameters(REPO, plan, str(path))
+def test_params_files_are_valid_whole(path):
+    """Every notebook parameter name and every run config of every params file validates."""
+    plan = load_plan(path)
+    notebook_plan(plan, path, "runs", REPO)
+    configs = expand(plan, str(path))
+    assert configs or plan.notebooks or plan.prepare
 
 
-def test_pipeline_rejects_unknown_parameters_before_running(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"common": {"run_dir": str(tmp_path / "run")}, "notebooks": {"00_data_prep": {"n_trian": 10}}}))
-    with pytest.raises(ParameterError, match="n_trian"):
-        run(bad, repo=REPO, progress=False)
-    assert not (tmp_path / "run" / "00_data_prep.ipynb").exists()
-    missing = tmp_path / "missing.yaml"
-    missing.write_text(yaml.safe_dump({"common": {"run_dir": "x"}, "notebooks": {"07_nothing": {}}}))
-    with pytest.raises(ParameterError, match="07_nothing"):
-        run(missing, repo=REPO, progress=False)
+def test_pipeline_rejects_bad_params_before_running(tmp_path):
+    def write(name, doc):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    runs = tmp_path / "runs"
+    cases = [
+        (write("nb.yaml", {"experiment": "x", "prepare": {"00_data_prep": {"n_trian": 10}}}), "n_trian"),
+        (write("missing.yaml", {"experiment": "x", "notebooks": {"07_nothing": {}}}), "07_nothing"),
+        (write("key.yaml", {"experiment": "x", "config": {"data": {"root": "d"}}, "sweep": {"grid": {"train.btea": [1, 2]}}}),
+         r"sweep block 1.*train\.btea: unknown key"),
+        (write("top.yaml", {"experiment": "x", "sweeps": {}}), "sweeps: unknown key"),
+        (write("zip.yaml", {"experiment": "x", "config": {"data": {"root": "d"}}, "sweep": {"zip": {"seed": [0, 1], "train.lr": [0.1]}}}),
+         "equal lengths"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ParameterError, match=message):
+            run(path, runs_root=runs, repo=REPO, progress=False)
+    assert not runs.exists(), "nothing ran"
 
 
 @pytest.mark.slow
@@ -52,48 +66,57 @@ def test_wrong_parameter_type_fails_in_the_notebook_with_the_key(tmp_path):
     assert err.value.ename == "ParameterError" and "n_train" in err.value.evalue
 
 
-TINY = {
-    "00_data_prep": {"dataset": "synthetic", "num_classes": 4, "image_size": 32, "n_train": 48, "n_val": 16, "n_test": 16,
-                     "workers": 1, "variants": ["object", "bbox"]},
-    "01_pgd_training": {
-        "models": ["resnet", "downsampled", "bbox"], "arch": "resnet10t", "encoder": "tu-resnet10t",
-        "crop_size": 32, "resize_size": 32, "batch_size": 16, "train_limit": 32, "epochs_clean": 1, "epochs_adv": 1,
-        "train_steps": 1, "val_steps": 1, "val_limit": 16, "test_limit": 8, "test_pgd_steps": 2, "test_pgd_restarts": 2,
-        "autoattack": True, "autoattack_attacks": ["apgd-ce", "apgd-t"], "device": "cpu",
-    },
+TINY_RUN = {
+    "data": {"crop_size": 32, "resize_size": 32, "batch_size": 16, "train_limit": 32},
+    "model": {"arch": "resnet10t", "encoder": "tu-resnet10t"},
+    "train": {"epochs_clean": 1, "epochs_adv": 1, "steps": 1, "val_steps": 1, "val_limit": 16, "val_every": 1},
+    "eval": {"limit": 8, "pgd_steps": 2, "pgd_restarts": 2, "autoattack": True, "autoattack_attacks": ["apgd-ce", "apgd-t"]},
+    "device": "cpu",
+    "progress": False,
 }
 
 
 @pytest.mark.slow
-def test_papermill_runs_notebooks_00_and_01(tmp_path):
-    run_dir = tmp_path / "run"
+def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
+    """Notebook 00 makes data, each run executes notebook 01 in its folder, notebook 02 reports."""
     data = tmp_path / "data"
+    runs = tmp_path / "runs"
     plan = {
-        "common": {"run_dir": str(run_dir), "seed": 0, "progress": False},
-        "notebooks": {
-            "00_data_prep": {**TINY["00_data_prep"], "output_root": str(data)},
-            "01_pgd_training": {**TINY["01_pgd_training"], "dataset_root": str(data / "synthetic")},
-        },
+        "experiment": "tiny",
+        "prepare": {"00_data_prep": {"dataset": "synthetic", "num_classes": 4, "image_size": 32, "n_train": 48, "n_val": 16,
+                                     "n_test": 16, "workers": 1, "variants": ["object", "bbox"], "output_root": str(data),
+                                     "progress": False}},
+        "config": {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(data / "synthetic")}},
+        "sweep": [{"grid": {"model.name": ["resnet", "downsampled", "bbox"]}},
+                  {"set": {"train.method": "trades", "model.name": "bbox"}, "grid": {"train.beta": [0.5, 2.0]}}],
+        "notebooks": {"02_trades_sweep": {"run_missing": True}},
     }
     params_file = tmp_path / "tiny.yaml"
     params_file.write_text(yaml.safe_dump(plan))
-    outputs = run(params_file, repo=REPO, progress=False)
-    assert [p.name for p in outputs] == ["00_data_prep.ipynb", "01_pgd_training.ipynb"]
+    reports = run(params_file, runs_root=runs, repo=REPO, progress=False)
+    assert [r.state for r in reports] == ["done"] * 5
 
-    results = pd.read_csv(run_dir / "results.csv")
-    assert set(results.model) == {"resnet", "downsampled", "bbox"}
-    for model, group in results.groupby("model"):
+    experiment = runs / "tiny"
+    results = gather_results(experiment)
+    assert results.run_id.nunique() == 5 and set(results.model) == {"resnet", "downsampled", "bbox"}
+    assert sorted(results[results.training == "trades"].beta.unique()) == [0.5, 2.0]
+    for _, group in results.groupby("run_id"):
         metrics = dict(zip(group.metric, group.value))
         assert {"clean_accuracy", "pgd_accuracy", "autoattack_accuracy"} <= set(metrics)
         assert metrics["autoattack_accuracy"] <= metrics["clean_accuracy"]
-        if model != "resnet":
+        if group.model.iloc[0] != "resnet":
             assert "clean_pixel_accuracy" in metrics
     assert (results.n == 8).all()
-    figures = {p.name for p in (run_dir / "figures").glob("*.png")}
-    assert {"00_synthetic_samples.png", "00_synthetic_object_samples.png", "00_synthetic_bbox_samples.png",
-            "01_clean_vs_adversarial.png", "01_bbox_masks.png"} <= figures
-    assert (data / "synthetic-bbox" / "metadata.json").exists()
-    manifest = json.loads((run_dir / "01_pgd_training" / "manifest.json").read_text())
-    assert {"git_commit", "parameters", "packages", "device", "seed", "wall_time_s"} <= set(manifest)
-    for model in ("resnet", "downsampled", "bbox"):
-        assert (run_dir / "01_pgd_training" / model / "pgd" / "best.pt").exists()
+    for report in reports:
+        folder = report.run_dir
+        assert (folder / "01_pgd_training.ipynb").is_file() and (folder / "config.yaml").is_file()
+        assert (folder / "figures" / "training.png").is_file()
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert {"git_commit", "parameters", "packages", "device", "seed", "wall_time_s", "run_id", "config_hash"} <= set(manifest)
+        assert json.loads((folder / "status.json").read_text())["state"] == "done"
+    assert (experiment / "00_data_prep.ipynb").is_file() and (experiment / "02_trades_sweep.ipynb").is_file()
+    assert (experiment / "figures" / "02_sweep_tradeoff.png").is_file()
+    assert {"00_synthetic_samples.png", "00_synthetic_bbox_samples.png"} <= {p.name for p in (experiment / "figures").glob("*.png")}
+
+    again = run(params_file, runs_root=runs, repo=REPO, progress=False)
+    assert [r.state for r in again] == ["skipped"] * 5, "a finished sweep does no work"

@@ -8,31 +8,43 @@ import torch
 from partrobust.data.summary import images_per_class, part_pixels, parts_per_class
 from partrobust.evaluation import pixel_accuracy
 from partrobust.losses import UNLABELLED
-from partrobust.results import RESULT_COLUMNS, append_results, result_rows, write_manifest
+from partrobust.results import RESULT_COLUMNS, gather_results, read_results, result_rows, write_manifest, write_results
+from partrobust.runconfig import make_run_config, run_id
 
 
-def _rows(value):
-    return result_rows([{"metric": "clean_accuracy", "value": value, "n": 10}], run="r", dataset="d", model="m",
-                       training="pgd", hparams={"eps": "8/255"})
+def _config(**overrides):
+    return make_run_config({"data": {"root": "d"}}, overrides)
 
 
-def test_results_are_tidy_and_reruns_replace_rows(tmp_path):
-    csv = tmp_path / "results.csv"
-    append_results(csv, _rows(50.0))
-    other = result_rows([{"metric": "pgd_accuracy", "value": 20.0, "n": 10}], run="r", dataset="d", model="m", training="pgd", hparams={"eps": "8/255"})
-    append_results(csv, other)
-    df = append_results(csv, _rows(60.0))
-    assert list(df.columns) == RESULT_COLUMNS
-    assert len(df) == 2
-    assert df.set_index("metric").loc["clean_accuracy", "value"] == 60.0
-    assert json.loads(df.hparams.iloc[0]) == {"eps": "8/255"}
+def test_result_rows_carry_the_run_id_and_the_table_index(tmp_path):
+    pgd = _config(**{"model.name": "bbox", "train.lr": 0.05})
+    rows = result_rows([{"metric": "clean_accuracy", "value": 50.0, "n": 10}], pgd, experiment="e", dataset="d")
+    assert list(rows[0]) == RESULT_COLUMNS
+    row = rows[0]
+    assert row["run_id"] == run_id(pgd) and row["experiment"] == "e" and row["training"] == "pgd"
+    assert row["lr"] == 0.05 and row["eps"] == "8/255" and row["seed"] == 0 and row["model"] == "bbox"
+    assert row["beta"] is None and row["pool_size"] is None, "keys that do not apply to the run stay empty"
+    trades = _config(**{"train.method": "trades", "train.beta": 2.0})
+    assert result_rows([{"metric": "clean_accuracy", "value": 1.0, "n": 1}], trades, experiment="e", dataset="d")[0]["beta"] == 2.0
 
 
-def test_appending_to_a_foreign_csv_fails(tmp_path):
+def test_two_runs_differing_only_in_beta_give_two_sets_of_rows(tmp_path):
+    for beta in (1.0, 2.0):
+        config = _config(**{"train.method": "trades", "train.beta": beta})
+        rows = result_rows([{"metric": "clean_accuracy", "value": 10 * beta, "n": 4}], config, experiment="e", dataset="d")
+        write_results(tmp_path / "e" / run_id(config) / "results.csv", rows)
+    frame = gather_results(tmp_path / "e")
+    assert len(frame) == 2 and sorted(frame.beta) == [1.0, 2.0] and frame.run_id.nunique() == 2
+    assert sorted(frame.value) == [10.0, 20.0]
+
+
+def test_reading_a_foreign_csv_fails(tmp_path):
     csv = tmp_path / "other.csv"
     pd.DataFrame({"a": [1]}).to_csv(csv, index=False)
     with pytest.raises(ValueError, match="not a results file"):
-        append_results(csv, _rows(1.0))
+        read_results(csv)
+    with pytest.raises(FileNotFoundError, match="no results"):
+        gather_results(tmp_path / "missing")
 
 
 def test_manifest_fields(tmp_path):

@@ -32,18 +32,20 @@ def test_checkpoint_selection_rule():
 
 
 def test_bad_train_config():
-    with pytest.raises(ValueError, match="adv_method"):
-        TrainConfig(adv_method="fgsm")
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="fgsm")
     with pytest.raises(ValueError, match="c_seg"):
         TrainConfig(c_seg=2.0)
+    with pytest.raises(ValueError, match="at least one epoch"):
+        TrainConfig(epochs_clean=0, epochs_adv=0)
 
 
 def _run(dataset, out_dir, method="pgd"):
     seed_everything(0)
-    loaders = build_loaders(str(dataset), LoaderConfig(crop_size=32, resize_size=32, min_crop_scale=0.5, batch_size=16, seed=0))
+    loaders = build_loaders(str(dataset), LoaderConfig(crop_size=32, resize_size=32, min_crop_scale=0.5, batch_size=16), seed=0)
     model = build_model(ModelConfig(name="downsampled", num_classes=4, num_parts=14, encoder="tu-resnet10t"))
-    cfg = TrainConfig(epochs_clean=2, epochs_adv=2, adv_method=method, train_steps=1, val_every=1, val_steps=1, progress=False)
-    result = fit(model, loaders["train"], loaders["val"], cfg, out_dir, torch.device("cpu"))
+    cfg = TrainConfig(epochs_clean=2, epochs_adv=2, method=method, steps=1, val_every=1, val_steps=1)
+    result = fit(model, loaders["train"], loaders["val"], cfg, out_dir, torch.device("cpu"), progress=False)
     return model, result
 
 

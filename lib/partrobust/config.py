@@ -1,25 +1,43 @@
-"""Typed, validated parameters: dataclasses built from papermill/YAML values.
+"""Validated parameters: one pydantic v2 model per configuration, one way to validate.
 
-Notebooks keep a `parameters` cell of plain literals (papermill's rule) and build one of these
-dataclasses from it in the next cell, so a misspelt name or a wrong type fails at once with a
-message naming the key, before any long compute starts.
+Every configuration of the library (a run's sections, a model, a loader, notebook parameters) is
+a `Section`: a pydantic model that forbids unknown keys and checks types strictly (an int is
+never a bool, ``"0.1"`` is not a float). `validate` turns pydantic's errors into one
+`ParameterError` whose lines name the full dotted key (``train.eps: ...``), so a misspelt name or
+a wrong type fails before any long compute starts.
+
+eps and step sizes are `Fraction` fields: a number or a fraction string such as ``"8/255"``,
+stored as a float and written back as ``"8/255"`` when the value is a whole number of 1/255 steps
+(so configs and run ids stay readable).
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import types
-import typing
-from fractions import Fraction
-from typing import Any, Mapping, TypeVar
+from fractions import Fraction as _Fraction
+from typing import Annotated, Any, Mapping, TypeVar
 
-T = TypeVar("T")
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
 
 # Names IPython puts into a notebook's namespace; never parameters.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
 class ParameterError(ValueError):
-    """A parameter is unknown, missing or of the wrong type."""
+    """A parameter is unknown, missing, of the wrong type or out of range."""
+
+
+class Section(BaseModel):
+    """Base of every configuration: unknown keys are errors, types are checked strictly.
+
+    Build sections from user values with `validate` (errors become one `ParameterError` naming
+    each key); direct construction raises pydantic's `ValidationError` (also a `ValueError`).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
 
 def parse_fraction(value: float | int | str, key: str = "value") -> float:
@@ -30,80 +48,71 @@ def parse_fraction(value: float | int | str, key: str = "value") -> float:
         return float(value)
     if isinstance(value, str):
         try:
-            return float(Fraction(value.replace(" ", "")))
+            return float(_Fraction(value.replace(" ", "")))
         except (ValueError, ZeroDivisionError):
             pass
     raise ParameterError(f"{key}: expected a number or a fraction string like '8/255', got {value!r}")
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+def _parse_fraction_field(value: Any) -> float:
+    try:
+        return parse_fraction(value)
+    except ParameterError as err:  # pydantic reports ValueErrors with the field's location
+        raise ValueError(str(err).removeprefix("value: ")) from None
 
 
-def _matches(value: Any, tp: Any) -> bool:
-    """True if `value` fits the annotation `tp` (ints are accepted where floats are expected)."""
-    if tp is Any:
-        return True
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    if origin in (list, tuple):
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
-        inner = args[0] if args else Any
-        return all(_matches(v, inner) for v in value)
-    if origin is dict or tp is dict:
-        args = typing.get_args(tp)
-        if not isinstance(value, Mapping):
-            return False
-        if not args:
-            return True
-        return all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
-    if isinstance(tp, type):
-        return isinstance(value, tp)
-    return True
+def format_fraction(value: float) -> float | str:
+    """``8/255`` for whole multiples of 1/255, the plain float otherwise."""
+    steps = value * 255
+    if value != 0 and abs(steps - round(steps)) < 1e-9:
+        return f"{round(steps)}/255"
+    return value
 
 
-def from_dict(cls: type[T], values: Mapping[str, Any], *, where: str = "parameters") -> T:
-    """Builds dataclass `cls` from `values`, rejecting unknown keys and wrong types by name."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ParameterError(
-            f"unknown {where} {', '.join(map(repr, unknown))} for {cls.__name__}; "
-            f"valid names: {', '.join(sorted(fields))}"
-        )
-    for key, value in values.items():
-        if not _matches(value, hints[key]):
-            raise ParameterError(
-                f"{where} {key!r} must be {_type_name(hints[key])}, got {type(value).__name__} {value!r}"
-            )
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in values
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-    ]
-    if missing:
-        raise ParameterError(f"missing {where} {', '.join(map(repr, missing))} for {cls.__name__}")
-    converted = {k: (list(v) if isinstance(v, tuple) and typing.get_origin(hints[k]) is list else v)
-                 for k, v in values.items()}
-    return cls(**converted)
+Fraction = Annotated[float, BeforeValidator(_parse_fraction_field), PlainSerializer(format_fraction)]
+"""A float field that also accepts ``"8/255"`` and is written back in that form."""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _field_names(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the (nested) section at `loc`, for 'unknown key' messages."""
+    model: Any = cls
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, cls: type[BaseModel], where: str = "") -> str:
+    """One line per problem, each starting with the dotted key."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            valid = _field_names(cls, tuple(e["loc"][:-1]))
+            lines.append(f"{key}: unknown key; valid keys here: {', '.join(valid)}")
+        elif e["type"] == "missing":
+            lines.append(f"{key}: required but missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {msg} (got {type(e['input']).__name__} {e['input']!r})")
+    head = f"invalid {where}: " if where else ""
+    return head + ("\n  ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines))
+
+
+def validate(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
+    """Builds `cls` from plain values; every problem is reported in one `ParameterError`."""
+    if not isinstance(values, Mapping):
+        raise ParameterError(f"{where or cls.__name__}: expected a mapping of keys to values, got {type(values).__name__}")
+    try:
+        return cls.model_validate(dict(values))
+    except ValidationError as err:
+        raise ParameterError(format_validation_error(err, cls, where or cls.__name__)) from None
 
 
 def from_namespace(cls: type[T], namespace: Mapping[str, Any]) -> T:
@@ -121,9 +130,68 @@ def from_namespace(cls: type[T], namespace: Mapping[str, Any]) -> T:
         and not isinstance(value, types.ModuleType)
         and not callable(value)
     }
-    return from_dict(cls, values, where="notebook parameter")
+    return validate(cls, values, where="notebook parameters")
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """A plain dict of a (possibly nested) dataclass, for YAML/JSON manifests."""
-    return dataclasses.asdict(obj)
+# --------------------------------------------------------------------------- dotted keys
+
+
+def set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+    """Sets ``values["train"]["beta"]`` for key ``"train.beta"``, creating sections as needed."""
+    *sections, leaf = key.split(".")
+    node = values
+    for i, name in enumerate(sections):
+        child = node.setdefault(name, {})
+        if not isinstance(child, dict):
+            raise ParameterError(f"{'.'.join(sections[: i + 1])}: is a value, not a section, so {key!r} cannot be set")
+        node = child
+    node[leaf] = value
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of `values` with dotted-key `overrides` applied (later keys win)."""
+    out = copy.deepcopy(dict(values))
+    for key, value in overrides.items():
+        set_dotted(out, key, copy.deepcopy(value))
+    return out
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"train.beta=2.0"`` -> ``("train.beta", 2.0)``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ParameterError(f"--set expects KEY=VALUE (e.g. train.beta=2.0), got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ParameterError(f"--set {key}: value {raw!r} is not valid YAML ({err})") from None
+    return key.strip(), value
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"beta": 1}}`` -> ``{"train.beta": 1}`` (lists are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def diff_flat(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences between two flat configs: ``"train.lr: 0.1 -> 0.05"``."""
+    missing = object()
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, missing), new.get(key, missing)
+        if a != b:
+            show = lambda v: "(absent)" if v is missing else repr(v)  # noqa: E731
+            lines.append(f"{key}: {show(a)} -> {show(b)}")
+    return lines
+
+
+def to_dict(obj: BaseModel) -> dict[str, Any]:
+    """Plain, YAML/JSON-ready values of a section (fractions written as ``"8/255"``)."""
+    return obj.model_dump(mode="json")

@@ -5,7 +5,6 @@ setting: 100 steps of size 0.001, 5 restarts, eps 8/255, per-sample worst case o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,41 +14,36 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .attacks import PGD, AutoAttack
-from .config import parse_fraction
+from pydantic import Field
+
+from .config import Fraction, Section, format_fraction
 from .losses import UNLABELLED
+from .utils import float32_precision
 
 
-@dataclass
-class EvalConfig:
-    """Which attacks to run on the test split and with what budget."""
+class EvalConfig(Section):
+    """Which attacks run on the test split and with what budget (section ``eval``; paper defaults)."""
 
-    eps: float | str = "8/255"
-    pgd_steps: int = 100
-    pgd_step_size: float | str = 0.001
-    pgd_restarts: int = 5
-    autoattack: bool = True
-    autoattack_attacks: list[str] | None = None
-    limit: int | None = None
-    batch_size: int = 128
-    seed: int = 0
-    progress: bool = True
+    eps: Fraction = Field("8/255", gt=0, le=1, description="L-inf budget of the test attacks")
+    pgd_steps: int = Field(100, ge=1, description="test PGD steps")
+    pgd_step_size: Fraction = Field(0.001, gt=0, le=1, description="test PGD step")
+    pgd_restarts: int = Field(5, ge=1, description="test PGD restarts (a sample is broken if any restart fools the model)")
+    autoattack: bool = Field(True, description="run AutoAttack (standard version)")
+    autoattack_attacks: list[str] | None = Field(None, description="None: the standard suite for the class count; or a list, e.g. [apgd-ce, apgd-t]")
+    limit: int | None = Field(None, ge=1, description="evaluate the first N test images (None: all)")
+    batch_size: int = Field(128, ge=1, description="evaluation batch size")
 
     def pgd(self) -> PGD:
-        return PGD(
-            eps=parse_fraction(self.eps, "eps"),
-            step_size=parse_fraction(self.pgd_step_size, "pgd_step_size"),
-            steps=self.pgd_steps,
-            restarts=self.pgd_restarts,
-        )
+        return PGD(eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps, restarts=self.pgd_restarts)
 
-    def autoattack_adapter(self, state_path: Path | None) -> AutoAttack:
+    def autoattack_adapter(self, state_path: Path | None, seed: int = 0, progress: bool = True) -> AutoAttack:
         return AutoAttack(
-            eps=parse_fraction(self.eps, "eps"),
-            seed=self.seed,
+            eps=self.eps,
+            seed=seed,
             batch_size=self.batch_size,
             attacks=self.autoattack_attacks,
             state_path=state_path,
-            progress=self.progress,
+            progress=progress,
         )
 
 
@@ -110,21 +104,29 @@ def evaluate(
     y: torch.Tensor,
     cfg: EvalConfig,
     state_dir: Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
-    """Evaluates clean, PGD and (optionally) AutoAttack accuracy on (x, y).
+    """Evaluates clean, PGD and (optionally) AutoAttack accuracy on (x, y), in eval mode and full
+    fp32 (TF32 off for matmuls and convolutions whatever training used; restored afterwards).
 
     Returns:
         rows: one dict per metric (``metric``, ``value`` in %, ``n``, ``note``).
         inputs: the evaluated inputs by setting ("clean", "pgd", "autoattack"), for figures.
     """
+    with float32_precision(tf32=False):
+        return _evaluate(model, x, masks, y, cfg, state_dir, seed, progress)
+
+
+def _evaluate(model, x, masks, y, cfg: EvalConfig, state_dir, seed: int, progress: bool):
     model.eval()
     device = next(model.parameters()).device
-    inputs: dict[str, torch.Tensor] = {"clean": x, "pgd": pgd_examples(model, cfg.pgd(), x, y, cfg.batch_size, cfg.progress)}
-    notes = {"clean": "", "pgd": f"{cfg.pgd_steps} steps, step {cfg.pgd_step_size}, {cfg.pgd_restarts} restarts"}
+    inputs: dict[str, torch.Tensor] = {"clean": x, "pgd": pgd_examples(model, cfg.pgd(), x, y, cfg.batch_size, progress)}
+    notes = {"clean": "", "pgd": f"{cfg.pgd_steps} steps, step {format_fraction(cfg.pgd_step_size)}, {cfg.pgd_restarts} restarts"}
     robust_override = {}
     if cfg.autoattack:
         state_path = state_dir / "autoattack_state.pt" if state_dir is not None else None
-        result = cfg.autoattack_adapter(state_path).run(model, x.to(device), y.to(device))
+        result = cfg.autoattack_adapter(state_path, seed, progress).run(model, x.to(device), y.to(device))
         inputs["autoattack"] = result.x_adv.cpu()
         notes["autoattack"] = result.note
         robust_override["autoattack"] = result.robust.cpu()

@@ -1,18 +1,18 @@
-"""Runs numbered notebooks with papermill from one parameter file.
+"""Runs a params file: its `prepare` notebooks, every unfinished run of its sweep, then its report notebooks.
 
-    python -m partrobust.pipeline params/smoke.yaml            # every notebook listed in the file
-    python -m partrobust.pipeline params/smoke.yaml --only 01  # just notebook 01
+    python -m partrobust.pipeline params/smoke.yaml                  # everything
+    python -m partrobust.pipeline params/X.yaml --dry-run            # list the runs, their ids and status
+    python -m partrobust.pipeline params/X.yaml --only 'bbox-*'      # only matching runs (no notebooks)
+    python -m partrobust.pipeline params/X.yaml --notebooks 00       # only notebook 00 (no runs)
+    python -m partrobust.pipeline params/X.yaml --jobs 4             # 4 runs at a time (one GPU each)
 
-Parameter file layout::
-
-    common:            # merged into every notebook's parameters
-      run_dir: runs/smoke
-    notebooks:         # notebook stem -> its parameters (override `common`)
-      00_data_prep: {...}
-      01_pgd_training: {...}
-
-Executed notebooks are written to ``<run_dir>/<stem>.ipynb``. All parameter names are
-checked against each notebook's `parameters` cell before anything runs.
+Layout of a params file: see `partrobust.sweep`. Outputs: ``<runs_root>/<experiment>/`` holds
+the executed prepare/report notebooks and one folder per run (``<run id>/``, see
+`partrobust.rundir`), each with its executed notebook 01 (or, with ``--runner process``, just
+its results), its ``log.txt`` and ``results.csv``. Everything in the file (notebook parameter
+names, every run's config) is validated before the first notebook starts. A killed batch rerun
+with the same command skips finished runs and resumes the unfinished one from its last epoch; a
+failed run is reported and the others go on. Exit status 1 if a run or notebook failed.
 """
 from __future__ import annotations
 
@@ -22,91 +22,120 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .config import ParameterError
+from .data.prepared import PreparedDatasetError
+from .runconfig import RunConfig
+from .sweep import Plan, RunReport, expand, load_plan, run_sweep, select, status_table, summary_table, swept_keys
 from .utils import find_repo_root
 
 NOTEBOOK_DIR = "notebooks"
+# Values the pipeline passes to a notebook that declares these parameters (unless the file sets them).
+INJECTED = ("params_file", "run_dir", "runs_root", "experiment")
 
 
-def load_plan(params_file: str | Path, repo: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """Reads a parameter file; returns (run_dir, {notebook stem: parameters})."""
-    path = Path(params_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"parameter file {path} does not exist")
-    spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"common", "notebooks"}
-    if unknown:
-        raise ParameterError(f"{path}: unknown top-level keys {sorted(unknown)}; expected 'common' and 'notebooks'")
-    common = spec.get("common") or {}
-    notebooks = spec.get("notebooks") or {}
-    if not notebooks:
-        raise ParameterError(f"{path}: no notebooks listed under 'notebooks'")
-    if "run_dir" not in common:
-        raise ParameterError(f"{path}: 'common' must set run_dir (where executed notebooks and results go)")
-    plan = {}
-    for stem, values in notebooks.items():
-        if not (repo / NOTEBOOK_DIR / f"{stem}.ipynb").is_file():
-            raise ParameterError(f"{path}: notebook {NOTEBOOK_DIR}/{stem}.ipynb does not exist")
-        plan[stem] = {**common, **(values or {})}
-    return Path(common["run_dir"]), plan
+class NotebookFailed(RuntimeError):
+    """A prepare or report notebook raised."""
 
 
-def check_parameters(repo: Path, plan: dict[str, dict[str, Any]], source: str) -> None:
-    """Every parameter must exist in the notebook's `parameters` cell (papermill only warns)."""
+def notebook_parameters(repo: Path, stem: str) -> set[str]:
     import papermill as pm
 
-    for stem, values in plan.items():
-        known = set(pm.inspect_notebook(str(repo / NOTEBOOK_DIR / f"{stem}.ipynb")))
+    path = repo / NOTEBOOK_DIR / f"{stem}.ipynb"
+    if not path.is_file():
+        raise ParameterError(f"notebook {NOTEBOOK_DIR}/{stem}.ipynb does not exist")
+    return set(pm.inspect_notebook(str(path)))
+
+
+def notebook_plan(plan: Plan, params_file: str | Path, runs_root: str | Path, repo: Path) -> dict[str, dict[str, Any]]:
+    """{stem: parameters} of the prepare and report notebooks, checked against their parameters cells."""
+    injected = {"params_file": str(params_file), "run_dir": str(Path(runs_root) / plan.experiment),
+                "runs_root": str(runs_root), "experiment": plan.experiment}
+    out = {}
+    for stem, values in [*plan.prepare.items(), *plan.notebooks.items()]:
+        known = notebook_parameters(repo, stem)
+        values = dict(values or {})
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ParameterError(f"{source}: {stem} has no parameter(s) {unknown}; its parameters: {sorted(known)}")
+            raise ParameterError(f"{params_file}: {stem} has no parameter(s) {unknown}; its parameters: {sorted(known)}")
+        out[stem] = {**{k: v for k, v in injected.items() if k in known}, **values}
+    return out
 
 
-def run(params_file: str | Path, only: list[str] | None = None, repo: Path | None = None, progress: bool = True) -> list[Path]:
-    """Executes the notebooks of a parameter file in order; returns the executed notebooks' paths."""
+def execute_notebook(repo: Path, stem: str, parameters: dict[str, Any], output: Path, progress: bool) -> None:
+    """Executes one notebook; a failure raises `NotebookFailed` naming the cell, the error and the output."""
     import papermill as pm
 
+    output.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[partrobust] {stem} -> {output}", flush=True)
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(repo / NOTEBOOK_DIR / f"{stem}.ipynb"), str(output), parameters=parameters,
+                            kernel_name="python3", cwd=str(repo), progress_bar=False, log_output=progress)
+    except pm.PapermillExecutionError as err:
+        raise NotebookFailed(f"{stem} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue}\n"
+                             f"  executed notebook: {output}") from None
+    print(f"[partrobust] {stem} done in {time.time() - t0:.0f} s", flush=True)
+
+
+def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: list[str] | None = None, jobs: int = 1,
+        runner: str = "notebook", runs_root: str | Path = "runs", dry_run: bool = False, progress: bool = True,
+        repo: Path | None = None) -> list[RunReport]:
+    """Executes a params file (see the module docstring); returns the runs' reports."""
     repo = repo or find_repo_root()
-    run_dir, plan = load_plan(params_file, repo)
-    if only:
-        plan = {stem: p for stem, p in plan.items() if any(stem.startswith(o) for o in only)}
-        if not plan:
-            raise ParameterError(f"--only {only} matches no notebook in {params_file}")
-    check_parameters(repo, plan, str(params_file))
-    out_dir = run_dir if run_dir.is_absolute() else repo / run_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    for stem, values in plan.items():
-        output = out_dir / f"{stem}.ipynb"
-        t0 = time.time()
-        print(f"[partrobust] {stem} -> {output}", flush=True)
-        pm.execute_notebook(
-            str(repo / NOTEBOOK_DIR / f"{stem}.ipynb"),
-            str(output),
-            parameters=values,
-            kernel_name="python3",
-            cwd=str(repo),
-            progress_bar=progress,
-        )
-        print(f"[partrobust] {stem} done in {time.time() - t0:.0f} s", flush=True)
-        outputs.append(output)
-    return outputs
+    plan = load_plan(params_file)
+    configs: list[RunConfig] = expand(plan, str(params_file))
+    nb_params = notebook_plan(plan, params_file, runs_root, repo)
+    if only is not None or notebooks is not None:  # an explicit selection runs only what it names
+        configs = select(configs, only) if only is not None else []
+        nb_params = {s: p for s, p in nb_params.items() if notebooks and any(s.startswith(n) for n in notebooks)}
+        if not configs and not nb_params:
+            raise ParameterError(f"--only {only} / --notebooks {notebooks} select nothing in {params_file}")
+    experiment_dir = Path(runs_root) / plan.experiment
+    if dry_run:
+        print(f"experiment {plan.experiment}: {len(configs)} run(s) under {experiment_dir}")
+        for stem in nb_params:
+            print(f"  notebook {stem} -> {experiment_dir / (stem + '.ipynb')}")
+        if configs:
+            print(status_table(configs, plan.experiment, runs_root, swept_keys(plan)).to_string(index=False, na_rep="-"))
+        return []
+    for stem in (s for s in plan.prepare if s in nb_params):
+        execute_notebook(repo, stem, nb_params[stem], experiment_dir / f"{stem}.ipynb", progress)
+    reports = run_sweep(configs, plan.experiment, runs_root, jobs, runner) if configs else []
+    if reports:
+        print(f"[partrobust] {plan.experiment}: {len(reports)} run(s)\n" + summary_table(reports).to_string(index=False), flush=True)
+    failed = [r for r in reports if r.state in ("failed", "busy")]
+    if failed:
+        print(f"[partrobust] {len(failed)} run(s) did not finish; rerun the same command to retry them "
+              "(finished runs are skipped). Report notebooks are not run.", flush=True)
+        return reports
+    for stem in (s for s in plan.notebooks if s in nb_params):
+        execute_notebook(repo, stem, nb_params[stem], experiment_dir / f"{stem}.ipynb", progress)
+    return reports
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params_file", help="YAML file under params/")
-    parser.add_argument("--only", nargs="*", help="notebook stems (or prefixes such as 01) to run")
-    parser.add_argument("--no-progress", action="store_true", help="hide papermill's progress bar")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs with their ids and status; run nothing")
+    parser.add_argument("--only", nargs="+", metavar="PATTERN", help="run only the runs whose id matches (glob or substring)")
+    parser.add_argument("--notebooks", nargs="+", metavar="STEM", help="run only these notebooks (stems or prefixes such as 00)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one GPU each if there are GPUs)")
+    parser.add_argument("--runner", choices=("notebook", "process"), default="notebook",
+                        help="execute each run as notebook 01 (default) or as `python -m partrobust.run`")
+    parser.add_argument("--runs-root", default="runs", help="where experiments live (default runs/)")
+    parser.add_argument("--no-progress", action="store_true", help="do not stream notebook output")
     args = parser.parse_args(argv)
     try:
-        run(args.params_file, args.only, progress=not args.no_progress)
-    except (ParameterError, FileNotFoundError) as err:
+        reports = run(args.params_file, only=args.only, notebooks=args.notebooks, jobs=args.jobs, runner=args.runner,
+                      runs_root=args.runs_root, dry_run=args.dry_run, progress=not args.no_progress)
+    except (ParameterError, FileNotFoundError, PreparedDatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    except NotebookFailed as err:
+        print(f"failed: {err}", file=sys.stderr)
+        return 1
+    return 1 if any(r.state in ("failed", "busy") for r in reports) else 0
 
 
 if __name__ == "__main__":

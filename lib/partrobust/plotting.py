@@ -60,3 +60,22 @@ def plot_clean_vs_adversarial(results: pd.DataFrame, adversarial_metric: str = "
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
+
+
+def plot_training_history(history: pd.DataFrame, title: str = "") -> matplotlib.figure.Figure:
+    """Loss and accuracies per epoch over both training phases (clean, then adversarial)."""
+    frame = history.reset_index(drop=True).assign(step=lambda d: range(1, len(d) + 1))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3))
+    sns.lineplot(data=frame, x="step", y="train_loss", hue="phase", marker="o", ax=ax_loss)
+    accuracies = [c for c in ("train_acc", "val_clean_acc", "val_adv_acc") if c in frame.columns]
+    long = frame.melt(id_vars=["step", "phase"], value_vars=accuracies, var_name="accuracy", value_name="percent").dropna()
+    sns.lineplot(data=long, x="step", y="percent", hue="accuracy", style="phase", marker="o", ax=ax_acc)
+    ax_loss.set_xlabel("epoch (both phases)")
+    ax_acc.set_xlabel("epoch (both phases)")
+    ax_acc.set_ylabel("accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

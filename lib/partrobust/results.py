@@ -1,4 +1,4 @@
-"""Tidy results (one row per run x dataset x model x metric) and run manifests."""
+"""Tidy results (one row per run x metric, each run in its own file) and run manifests."""
 from __future__ import annotations
 
 import json
@@ -13,37 +13,70 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 import torch
 
-RESULT_COLUMNS = ["run", "dataset", "model", "training", "hparams", "metric", "value", "n", "note"]
-_PACKAGES = ["partrobust", "torch", "torchvision", "timm", "segmentation-models-pytorch", "pyautoattack", "numpy", "pandas", "papermill"]
+from .data.prepared import atomic_write_text
+from .runconfig import RESULT_INDEX, RunConfig, config_hash, resolved, run_id
+
+_PACKAGES = ["partrobust", "torch", "torchvision", "timm", "segmentation-models-pytorch", "pyautoattack", "numpy", "pandas", "papermill", "pydantic"]
+
+RESULTS_FILE = "results.csv"
+RUN_COLUMNS = ["experiment", "run_id", "dataset", "training", *RESULT_INDEX]
+"""Identifying columns of every result row: the run, the dataset and the config fields tables are indexed by."""
+METRIC_COLUMNS = ["metric", "value", "n", "note"]
+RESULT_COLUMNS = [*RUN_COLUMNS, *METRIC_COLUMNS, "config_hash"]
 
 
 def result_rows(
-    rows: Iterable[Mapping[str, Any]], *, run: str, dataset: str, model: str, training: str, hparams: Mapping[str, Any]
+    rows: Iterable[Mapping[str, Any]], config: RunConfig, *, experiment: str, dataset: str
 ) -> list[dict[str, Any]]:
-    """Adds the identifying columns to metric rows (``metric``, ``value``, ``n``, optional ``note``)."""
-    hp = json.dumps(dict(hparams), sort_keys=True, default=str)
+    """Tidy rows (one per metric) that carry the run id and the config fields of `RESULT_INDEX`.
+
+    Keys that do not apply to the run (TRADES beta of a PGD run, c_seg of the ResNet, ...) are
+    left empty, so tables can be filtered on them without false matches.
+    """
+    values = resolved(config)
+    ident = {"experiment": experiment, "run_id": run_id(config), "dataset": dataset, "training": config.train.training}
+    ident.update({column: values[key] for column, key in RESULT_INDEX.items()})
+    digest = config_hash(config)
     return [
-        {"run": run, "dataset": dataset, "model": model, "training": training, "hparams": hp,
-         "metric": r["metric"], "value": float(r["value"]), "n": int(r["n"]), "note": r.get("note", "")}
+        {**ident, "metric": r["metric"], "value": float(r["value"]), "n": int(r["n"]), "note": r.get("note", ""), "config_hash": digest}
         for r in rows
     ]
 
 
-def append_results(csv_path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Appends rows to a results CSV, replacing earlier rows with the same identity (reruns)."""
-    csv_path = Path(csv_path)
-    new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    if csv_path.exists():
-        old = pd.read_csv(csv_path, keep_default_na=False)
-        missing = set(RESULT_COLUMNS) - set(old.columns)
-        if missing:
-            raise ValueError(f"{csv_path} is not a results file: missing columns {sorted(missing)}")
-        key = ["run", "dataset", "model", "training", "hparams", "metric"]
-        old = old[~old.set_index(key).index.isin(new.set_index(key).index)]
-        new = pd.concat([old, new], ignore_index=True)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    new.to_csv(csv_path, index=False)
-    return new
+def write_results(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Writes one run's rows to its own CSV (atomically: a reader never sees half a file)."""
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    atomic_write_text(path, frame.to_csv(index=False))
+    return frame
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """One results CSV; a file without the result columns is refused by name."""
+    frame = pd.read_csv(path)
+    missing = set(RESULT_COLUMNS) - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path} is not a results file: missing columns {sorted(missing)}")
+    return frame
+
+
+def gather_results(*paths: str | Path) -> pd.DataFrame:
+    """All result rows under `paths` (results files, run folders or experiment folders) in one tidy frame.
+
+    Each run writes its own file, so gathering never races with a run that is finishing.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            files.append(path)
+        elif (path / RESULTS_FILE).is_file():
+            files.append(path / RESULTS_FILE)
+        elif path.is_dir():
+            files.extend(sorted(path.glob(f"*/{RESULTS_FILE}")))
+        else:
+            raise FileNotFoundError(f"no results at {path}")
+    if not files:
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    return pd.concat([read_results(f) for f in files], ignore_index=True)
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -85,7 +118,5 @@ def write_manifest(path: str | Path, *, params: Mapping[str, Any], seed: int, de
         "packages": package_versions(),
         **(dict(extra) if extra else {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2, default=str))
+    atomic_write_text(path, json.dumps(manifest, indent=2, default=str))
     return manifest

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Mapping
 
 import torch
 import torch.nn as nn
@@ -23,63 +23,61 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .attacks import PGD, TradesKL
-from .config import parse_fraction
+from pydantic import Field, model_validator
+
+from .config import Fraction, Section, diff_flat
 from .losses import part_model_loss, trades_loss
-from .utils import atomic_torch_save, rng_state, set_rng_state
+from .utils import atomic_torch_save, file_lock, float32_precision, rng_state, set_rng_state
 
 ADV_METHODS = ("pgd", "trades")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
-@dataclass
-class TrainConfig:
-    """Hyperparameters of one training run (defaults: the paper's recipe)."""
+class TrainConfig(Section):
+    """Hyperparameters of one training run (section ``train``; defaults: the paper's recipe)."""
 
-    epochs_clean: int = 50
-    epochs_adv: int = 50
-    adv_method: str = "pgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    c_seg: float = 0.5
-    trades_beta: float = 1.0
-    eps: float | str = "8/255"
-    train_step_size: float | str = "2/255"  # paper text; the reference code used 1/255 (decision 1)
-    train_steps: int = 10
-    val_every: int = 2
-    val_steps: int = 100
-    val_step_size: float | str = 0.002
-    val_limit: int | None = None
-    bf16: bool = False
-    tf32: bool = False
-    seed: int = 0
-    log_every: int = 20
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.adv_method not in ADV_METHODS:
-            raise ValueError(f"adv_method must be one of {ADV_METHODS}, got {self.adv_method!r}")
-        if self.epochs_clean < 0 or self.epochs_adv < 0 or self.epochs_clean + self.epochs_adv == 0:
-            raise ValueError("need epochs_clean >= 0, epochs_adv >= 0 and at least one epoch in total")
-        if not 0.0 <= self.c_seg <= 1.0:
-            raise ValueError(f"c_seg must be in [0, 1], got {self.c_seg}")
-        if self.val_every < 1:
-            raise ValueError(f"val_every must be >= 1, got {self.val_every}")
+    epochs_clean: int = Field(50, ge=0, description="epochs of normal training")
+    epochs_adv: int = Field(50, ge=0, description="epochs of adversarial training from the best clean checkpoint (0: normal training only)")
+    method: Literal["pgd", "trades"] = Field("pgd", description="adversarial training: PGD (eq. 8-9) or TRADES (eq. 10-11)")
+    lr: float = Field(0.1, gt=0, description="SGD learning rate (cosine schedule per phase)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(5e-4, ge=0, description="weight decay on weights (not biases or normalisation)")
+    c_seg: float = Field(0.5, ge=0, le=1, description="weight of the segmentation loss (part models)")
+    beta: float = Field(1.0, ge=0, description="TRADES beta")
+    eps: Fraction = Field("8/255", gt=0, le=1, description="L-inf budget of the training and validation attacks")
+    step_size: Fraction = Field("2/255", gt=0, le=1, description="training attack step (paper text 2/255; the reference code used 1/255, decision 1)")
+    steps: int = Field(10, ge=1, description="training attack steps")
+    val_every: int = Field(2, ge=1, description="validate every N epochs (and after the last)")
+    val_steps: int = Field(100, ge=1, description="validation PGD steps")
+    val_step_size: Fraction = Field(0.002, gt=0, le=1, description="validation PGD step")
+    val_limit: int | None = Field(None, ge=1, description="validation images per check (None: all)")
+    bf16: bool = Field(False, description="bf16 autocast for training on CUDA (evaluation stays fp32)")
+    tf32: bool = Field(False, description="TF32 matmuls and convolutions for training on CUDA (restored afterwards)")
+    log_every: int = Field(20, ge=1, description="progress-bar update every N steps")
 
     @property
-    def eps_value(self) -> float:
-        return parse_fraction(self.eps, "eps")
+    def training(self) -> str:
+        """The paper's name for this recipe: "normal" without adversarial epochs, else the method."""
+        return self.method if self.epochs_adv > 0 else "normal"
+
+    @model_validator(mode="after")
+    def _some_epochs(self) -> "TrainConfig":
+        if self.epochs_clean + self.epochs_adv == 0:
+            raise ValueError("need at least one epoch in total (epochs_clean + epochs_adv >= 1)")
+        return self
 
     def train_attack(self) -> PGD | TradesKL:
         """The attack used inside adversarial training (class loss only, eq. 9 / eq. 11)."""
-        step = parse_fraction(self.train_step_size, "train_step_size")
-        if self.adv_method == "trades":
-            return TradesKL(eps=self.eps_value, step_size=step, steps=self.train_steps)
-        return PGD(eps=self.eps_value, step_size=step, steps=self.train_steps, track_fooling=False)
+        if self.method == "trades":
+            return TradesKL(eps=self.eps, step_size=self.step_size, steps=self.steps)
+        return PGD(eps=self.eps, step_size=self.step_size, steps=self.steps, track_fooling=False)
 
     def val_attack(self) -> PGD:
-        step = parse_fraction(self.val_step_size, "val_step_size")
-        return PGD(eps=self.eps_value, step_size=step, steps=self.val_steps, restarts=1)
+        return PGD(eps=self.eps, step_size=self.val_step_size, steps=self.val_steps, restarts=1)
+
+
+class ConfigMismatchError(RuntimeError):
+    """A checkpoint was written by a different configuration than the one resuming it."""
 
 
 @dataclass
@@ -137,10 +135,10 @@ def training_loss(
         n = x.shape[0]
         if part:
             logits, seg = model.forward_with_parts(both)
-            loss = trades_loss(logits[:n], logits[n:], y, cfg.trades_beta, seg[n:], masks, cfg.c_seg)
+            loss = trades_loss(logits[:n], logits[n:], y, cfg.beta, seg[n:], masks, cfg.c_seg)
         else:
             logits = model(both)
-            loss = trades_loss(logits[:n], logits[n:], y, cfg.trades_beta)
+            loss = trades_loss(logits[:n], logits[n:], y, cfg.beta)
         return loss, logits[n:]
     raise ValueError(f"unknown training method {method!r}")
 
@@ -153,12 +151,13 @@ def train_one_epoch(
     cfg: TrainConfig,
     device: torch.device,
     desc: str,
+    progress: bool = True,
 ) -> dict[str, float]:
     """Runs one epoch; returns mean loss and accuracy (on the inputs the loss saw)."""
     attack = cfg.train_attack() if method in ADV_METHODS else None
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=desc, disable=not cfg.progress, leave=False, mininterval=1.0)
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False, mininterval=1.0)
     for step, (x, masks, y) in enumerate(bar):
         x, masks, y = x.to(device, non_blocking=True), masks.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, cfg.bf16):
@@ -209,6 +208,20 @@ def _is_better(metrics: dict[str, float], best: dict[str, float] | None, adversa
     return best is None or metrics["val_clean_acc"] > best["val_clean_acc"]
 
 
+def _checkpoint_config(state: Mapping[str, Any], path: Path, fingerprint: Mapping[str, Any] | None) -> None:
+    """Refuses to resume `path` if it was written by a different configuration."""
+    if fingerprint is None:
+        return
+    stored = state.get("config")
+    if stored is None:
+        raise ConfigMismatchError(f"{path} records no configuration, so it cannot be resumed safely; delete it to start again")
+    changed = diff_flat(stored, fingerprint)
+    if changed:
+        raise ConfigMismatchError(
+            f"{path} was written by a different configuration; changed keys:\n  " + "\n  ".join(changed)
+            + "\nUse a new run folder (the run id follows the config) or delete the old one.")
+
+
 def fit_phase(
     model: nn.Module,
     train_loader: DataLoader,
@@ -218,11 +231,15 @@ def fit_phase(
     epochs: int,
     out_dir: Path,
     device: torch.device,
+    fingerprint: Mapping[str, Any] | None = None,
+    progress: bool = True,
 ) -> FitResult:
     """Trains one phase in `out_dir`, resuming from ``last.pt`` if it exists.
 
     Files: ``last.pt`` (full state, every epoch), ``best.pt`` (selected weights),
-    ``history.jsonl`` (one JSON line per epoch).
+    ``history.jsonl`` (one JSON line per epoch). `fingerprint` (the run's identity, flat
+    ``key: value``) is stored in both checkpoints; resuming under another one raises
+    `ConfigMismatchError` naming the changed keys.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
@@ -232,20 +249,24 @@ def fit_phase(
     generator: torch.Generator = train_loader.generator  # type: ignore[assignment]
     if generator is None:
         raise ValueError("train_loader needs a seeded torch.Generator (see partrobust.data loaders)")
+    config = dict(fingerprint) if fingerprint is not None else None
     start_epoch, history, best = 0, [], None
     if last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=False)
+        _checkpoint_config(state, last_path, fingerprint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         generator.set_state(state["generator"])
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
+        if start_epoch < epochs:
+            print(f"[partrobust] resuming {out_dir} at epoch {start_epoch + 1}/{epochs}", flush=True)
     t0 = time.time()
     for epoch in range(start_epoch, epochs):
         desc = f"{out_dir.name} {epoch + 1}/{epochs}"
         record: dict[str, Any] = {"phase": out_dir.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc))
+        record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc, progress))
         scheduler.step()
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs:
             attack = cfg.val_attack() if adversarial else None
@@ -253,15 +274,15 @@ def fit_phase(
             record.update(metrics)
             if _is_better(metrics, best, adversarial):
                 best = {**metrics, "epoch": epoch + 1}
-                atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1, "metrics": metrics}, best_path)
+                atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1, "metrics": metrics, "config": config}, best_path)
         record["selected"] = best is not None and best["epoch"] == epoch + 1
         history.append(record)
-        if cfg.progress:
+        if progress:
             tqdm.write(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}))
         if best is None and epoch + 1 == epochs:
             # No validation met clean >= adversarial: keep the final weights, and say so.
             best = {"epoch": epochs, "note": "no epoch had clean >= adversarial accuracy; using the last one"}
-            atomic_torch_save({"model": model.state_dict(), "epoch": epochs, "metrics": {}}, best_path)
+            atomic_torch_save({"model": model.state_dict(), "epoch": epochs, "metrics": {}, "config": config}, best_path)
             history[-1]["selected"] = True
             history[-1]["note"] = best["note"]
         atomic_torch_save(
@@ -274,6 +295,7 @@ def fit_phase(
                 "epoch": epoch + 1,
                 "history": history,
                 "best": best,
+                "config": config,
             },
             last_path,
         )
@@ -297,26 +319,40 @@ def fit(
     cfg: TrainConfig,
     out_dir: str | Path,
     device: torch.device,
+    fingerprint: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    clean_dir: str | Path | None = None,
+    clean_fingerprint: Mapping[str, Any] | None = None,
 ) -> FitResult:
-    """Clean phase, then the adversarial phase from the best clean weights; returns the final pick."""
+    """Clean phase, then the adversarial phase from the best clean weights; returns the final pick.
+
+    The clean phase lives in ``out_dir/clean`` or, when `clean_dir` is given, in that shared
+    folder (identified by `clean_fingerprint`), which several runs may reuse: it is trained once,
+    under a lock, and the others wait for it and start from it.
+    TF32 (``cfg.tf32``) applies inside this call only: the previous precision settings are
+    restored on return, so evaluation afterwards runs in full fp32.
+    """
     out_dir = Path(out_dir)
-    if cfg.tf32 and device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     model.to(device)
     history: list[dict[str, Any]] = []
     wall = 0.0
     result = None
-    if cfg.epochs_clean > 0:
-        result = fit_phase(model, train_loader, val_loader, cfg, "normal", cfg.epochs_clean, out_dir / "clean", device)
-        history += result.history
-        wall += result.wall_time_s
-    if cfg.epochs_adv > 0:
-        if result is not None and not (out_dir / cfg.adv_method / "last.pt").exists():
-            load_weights(model, result.best_checkpoint, device)
-        result = fit_phase(model, train_loader, val_loader, cfg, cfg.adv_method, cfg.epochs_adv, out_dir / cfg.adv_method, device)
-        history += result.history
-        wall += result.wall_time_s
+    with float32_precision(tf32=cfg.tf32):
+        if cfg.epochs_clean > 0:
+            shared = clean_dir is not None
+            clean_out = Path(clean_dir) if shared else out_dir / "clean"
+            with file_lock(clean_out / ".lock") if shared else contextlib.nullcontext():
+                result = fit_phase(model, train_loader, val_loader, cfg, "normal", cfg.epochs_clean, clean_out, device,
+                                   clean_fingerprint if shared else fingerprint, progress)
+            history += result.history
+            wall += result.wall_time_s
+        if cfg.epochs_adv > 0:
+            adv_dir = out_dir / cfg.method
+            if result is not None and not (adv_dir / "last.pt").exists():
+                load_weights(model, result.best_checkpoint, device)
+            result = fit_phase(model, train_loader, val_loader, cfg, cfg.method, cfg.epochs_adv, adv_dir, device, fingerprint, progress)
+            history += result.history
+            wall += result.wall_time_s
     assert result is not None
     load_weights(model, result.best_checkpoint, device)
     model.eval()

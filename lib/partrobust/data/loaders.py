@@ -1,37 +1,35 @@
 """DataLoaders over a prepared dataset, with seeded shuffling so training can resume exactly."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from pydantic import Field
 from torch.utils.data import DataLoader
 
+from ..config import Section
 from .dataset import PartDataset
 from .transforms import eval_transform, train_transform
 
 
-@dataclass
-class LoaderConfig:
+class LoaderConfig(Section):
     """How images are cropped and batched (paper: crop 224, resize 256 at test time, batch 128)."""
 
-    crop_size: int = 224
-    resize_size: int = 256
-    min_crop_scale: float = 0.08
-    batch_size: int = 128
-    num_workers: int = 0
-    train_limit: int | None = None
-    seed: int = 0
-    label_fraction: float = 1.0  # fewer-labels ablation: fraction of train rows keeping masks
-    label_seed: int = 0  # seed of the permutation choosing them (the reference fixes it to 0)
+    crop_size: int = Field(224, ge=1, description="training crop side and test centre-crop side")
+    resize_size: int = Field(256, ge=1, description="test-time shorter-side resize before the centre crop")
+    min_crop_scale: float = Field(0.08, gt=0, le=1, description="RandomResizedCrop's lower area scale")
+    batch_size: int = Field(128, ge=1, description="training batch size")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (does not change results)")
+    train_limit: int | None = Field(None, ge=1, description="use only the first N training images (None: all)")
+    label_fraction: float = Field(1.0, gt=0, le=1, description="fraction of training images that keep their part masks (Fig. 10)")
+    label_seed: int = Field(0, description="seed of the permutation choosing them (the reference fixes it to 0)")
 
 
-def build_loaders(root: str, cfg: LoaderConfig) -> dict[str, DataLoader]:
-    """Train (shuffled, augmented, last partial batch dropped), val and test loaders.
+def build_loaders(root: str, cfg: LoaderConfig, seed: int = 0) -> dict[str, DataLoader]:
+    """Train (shuffled by a generator seeded with `seed`, augmented, last partial batch dropped), val and test loaders.
 
     ``cfg.label_fraction`` < 1 drops the part masks of some train rows (see PartDataset);
     val and test keep all their masks.
     """
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(seed)
     pin = torch.cuda.is_available()
     train_set = PartDataset(
         root, "train", transform=train_transform(cfg.crop_size, scale=(cfg.min_crop_scale, 1.0)), limit=cfg.train_limit,

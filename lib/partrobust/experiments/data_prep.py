@@ -7,19 +7,19 @@ ablations (object-level masks, part bounding boxes) are derived from the prepare
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..config import ParameterError
+from pydantic import Field, model_validator
+
+from ..config import ParameterError, Section
 from ..data import DatasetMetadata, SyntheticConfig, generate_synthetic
 from ..registry import Registry
 
 PREPARERS: Registry[Callable[["DataPrepParams"], DatasetMetadata]] = Registry("dataset")
 
 
-@dataclass
-class DataPrepParams:
+class DataPrepParams(Section):
     """Parameters of notebook 00 (defaults live in the notebook's `parameters` cell)."""
 
     run_dir: str
@@ -35,19 +35,19 @@ class DataPrepParams:
     texture_cue_prob: float
     summary_limit: int | None
     seed: int
-    workers: int
+    workers: int = Field(ge=1)
     progress: bool
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> "DataPrepParams":
         if self.dataset not in PREPARERS:
-            raise ParameterError(f"dataset: unknown dataset {self.dataset!r}; known: {PREPARERS.names()}")
-        if self.workers < 1:
-            raise ParameterError(f"workers must be >= 1, got {self.workers}")
+            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: {PREPARERS.names()}")
         if self.dataset != "synthetic" and self.raw_root is None:
-            raise ParameterError(f"raw_root: the folder of the downloaded {self.dataset} release is required")
+            raise ValueError(f"raw_root: the folder of the downloaded {self.dataset} release is required")
         unknown = sorted(set(self.variants) - set(VARIANTS))
         if unknown:
-            raise ParameterError(f"variants: unknown label variant(s) {unknown}; known: {list(VARIANTS)}")
+            raise ValueError(f"variants: unknown label variant(s) {unknown}; known: {list(VARIANTS)}")
+        return self
 
     @property
     def dataset_root(self) -> Path:

@@ -11,9 +11,9 @@ from typing import Any
 
 from torch import nn
 
-from partrobust.config import from_dict
+from partrobust.config import validate
 from partrobust.models.baseline import Classifier, load_backbone_weights
-from partrobust.models.config import MODELS, ModelConfig
+from partrobust.models.config import MODEL_OPTIONS, MODELS, ModelConfig, ModelSpec
 from partrobust.models.counts import count_parameters, paper_parameter_counts
 from partrobust.models.heads import HEADS, bbox_features
 from partrobust.models.normalize import ImageNormalizer
@@ -23,10 +23,12 @@ from partrobust.models.segmenter import DeepLabV3PlusSegmenter
 __all__ = [
     "HEADS",
     "MODELS",
+    "MODEL_OPTIONS",
     "Classifier",
     "DeepLabV3PlusSegmenter",
     "ImageNormalizer",
     "ModelConfig",
+    "ModelSpec",
     "PartModel",
     "bbox_features",
     "build_model",
@@ -43,7 +45,7 @@ def build_model(config: ModelConfig | Mapping[str, Any]) -> nn.Module:
     name raises `KeyError` listing the registered ones.
     """
     if isinstance(config, Mapping):
-        config = from_dict(ModelConfig, config, where="model config key")
+        config = validate(ModelConfig, config, where="model config")
     elif not isinstance(config, ModelConfig):
         raise TypeError(f"build_model expects a ModelConfig or a dict, got {type(config).__name__}")
     return MODELS.build(config.name, config)

@@ -12,7 +12,7 @@ import timm
 import torch
 from torch import nn
 
-from partrobust.models.config import MODELS, ModelConfig
+from partrobust.models.config import MODEL_OPTIONS, MODELS, ModelConfig
 from partrobust.models.normalize import ImageNormalizer
 
 _BN_COUNTER = "num_batches_tracked"
@@ -31,6 +31,9 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))
+
+
+MODEL_OPTIONS["resnet"] = ("arch", "pretrained_baseline")
 
 
 @MODELS.register("resnet")

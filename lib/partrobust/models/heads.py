@@ -42,6 +42,7 @@ class DownsampledHead(nn.Module):
     """
 
     supports_concat_input = True
+    config_keys = ("pool_size", "drop_background", "concat_input")  # ModelSpec keys this head reads
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -142,6 +143,8 @@ class BBoxHead(nn.Module):
     The background channel is always dropped from the features (it only enters the foreground
     weight), so ``drop_background`` has no effect here; ``bbox_score`` picks the score.
     """
+
+    config_keys = ("bbox_score",)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

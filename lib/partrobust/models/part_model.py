@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from partrobust.models.baseline import load_backbone_weights
-from partrobust.models.config import MODELS, ModelConfig
+from partrobust.models.config import MODEL_OPTIONS, MODELS, ModelConfig
 from partrobust.models.heads import HEADS
 from partrobust.models.normalize import ImageNormalizer
 from partrobust.models.segmenter import DeepLabV3PlusSegmenter, build_segmenter
@@ -70,5 +70,8 @@ def build_part_model(config: ModelConfig, head: str) -> PartModel:
     return PartModel(segmenter, head_cls(config), config.num_classes)
 
 
+_SEGMENTER_OPTIONS = ("encoder", "output_stride", "pretrained_encoder")
+
 for _head in HEADS.names():
     MODELS.register(_head)(partial(build_part_model, head=_head))
+    MODEL_OPTIONS[_head] = _SEGMENTER_OPTIONS + tuple(getattr(HEADS.get(_head), "config_keys", ()))

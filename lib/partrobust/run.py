@@ -1,0 +1,347 @@
+"""One run: train and evaluate one model from a `RunConfig`, in its own folder.
+
+    python -m partrobust.run CONFIG.yaml [--set train.beta=2.0 ...] [--experiment NAME]
+                             [--runs-root runs] [--run-dir DIR] [--notebook]
+
+CONFIG.yaml is a run config (a run folder's ``config.yaml``) or a params file (its ``config:``
+block, and its ``experiment`` as the default experiment). The run lands in
+``<runs-root>/<experiment>/<run id>/`` (see `partrobust.rundir`). A finished run is not redone;
+an unfinished one resumes from its last epoch; a folder written by another config is refused.
+``--notebook`` executes notebook 01 for the run (the executed copy lands in the run folder), as
+the batch runner does; notebook 01 calls the same `Run` steps as this command.
+
+Exit status: 0 done (or already done), 1 the run failed, 2 bad configuration or input, 3 busy.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .config import ParameterError, Section, parse_assignment, to_dict
+from .data import validate_prepared
+from .data.loaders import build_loaders
+from .data.prepared import PreparedDatasetError
+from .evaluation import collect, evaluate, pgd_examples, predict
+from .models import ModelConfig, build_model, count_parameters
+from .results import RESULTS_FILE, gather_results, result_rows, write_manifest, write_results
+from .rundir import TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
+from .runconfig import RunConfig, base_config, clean_identity, clean_phase_id, config_hash, identity, make_run_config, run_id
+from .training import ConfigMismatchError, FitResult, fit
+from .utils import find_repo_root, resolve_device, seed_everything
+
+RUN_NOTEBOOK = "01_pgd_training"
+CLEAN_DIR = "_clean"  # <experiment>/_clean/<model>-clean-<hash>/: clean phases shared by runs
+DEFAULT_EXPERIMENT = "default"
+SUMMARY_METRICS = ("clean_accuracy", "pgd_accuracy", "autoattack_accuracy")
+
+
+def _log(message: str) -> None:
+    print(f"[partrobust] {message}", flush=True)
+
+
+class RunNotebookParams(Section):
+    """Parameters of notebook 01 (defaults live in its `parameters` cell)."""
+
+    config: str
+    overrides: dict[str, Any]
+    experiment: str | None
+    runs_root: str
+    folder: str | None
+
+
+class Run:
+    """The steps of one run (notebook 01 and `execute_run` call the same ones).
+
+    Construction checks everything that can be checked without compute (dataset folder and
+    metadata, weights files, model options) and raises an error naming the key or file.
+    """
+
+    def __init__(self, config: RunConfig, experiment: str = DEFAULT_EXPERIMENT, runs_root: str | Path = "runs",
+                 run_dir: str | Path | None = None) -> None:
+        self.config = config
+        self.experiment = experiment
+        self.id = run_id(config)
+        self.dir = Path(run_dir) if run_dir is not None else Path(runs_root) / experiment / self.id
+        check_folder(self.dir, config)
+        self.metadata = validate_prepared(config.data.labelled_root)
+        self.model_config = self._model_config()
+        path = self.model_config.pretrained_path
+        if path is not None and not Path(path).is_file():
+            key = "model.pretrained_baseline" if config.model.name == "resnet" else "model.pretrained_encoder"
+            raise ParameterError(f"{key}: weights file {path} does not exist")
+        self.device = resolve_device(config.device)
+        self.model: nn.Module | None = None
+        self.fit_result: FitResult | None = None
+        self._loaders: dict[str, Any] | None = None
+        self._test: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._stack: contextlib.ExitStack | None = None
+        self._t0 = time.time()
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None, experiment: str | None = None,
+                  runs_root: str | Path = "runs", run_dir: str | Path | None = None) -> "Run":
+        """A run from a run config or params file plus dotted-key overrides."""
+        values, file_experiment = base_config(path)
+        config = make_run_config(values, overrides, where=str(path))
+        return cls(config, experiment or file_experiment or DEFAULT_EXPERIMENT, runs_root, run_dir)
+
+    # ---- description -----------------------------------------------------------------------
+    @property
+    def dataset_name(self) -> str:
+        return self.metadata.name
+
+    def _model_config(self) -> ModelConfig:
+        meta, spec = self.metadata, self.config.model
+        part_model = self.config.is_part_model
+        return ModelConfig(
+            **spec.model_dump(),
+            num_classes=meta.num_classes,
+            num_parts=meta.num_parts if part_model else 0,
+            image_size=self.config.data.crop_size,
+            part_to_class=meta.part_to_class() if part_model else None,
+        )
+
+    def describe(self) -> pd.Series:
+        """Run id, folder, dataset, model size and device, for the first cell of notebook 01."""
+        return pd.Series({
+            "run id": self.id, "folder": str(self.dir), "config hash": config_hash(self.config)[:16],
+            "dataset": f"{self.dataset_name} ({self.metadata.num_classes} classes, {self.metadata.num_parts} parts)",
+            "model": self.config.model.name, "parameters": f"{count_parameters(build_model(self.model_config)):,}",
+            "training": self.config.train.training, "device": str(self.device), "state": read_status(self.dir)["state"],
+        })
+
+    @property
+    def done(self) -> bool:
+        return read_status(self.dir)["state"] == "done" and (self.dir / RESULTS_FILE).is_file()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Run":
+        """Claims the folder (config.yaml, run.json), takes the run's lock and marks it running."""
+        claim(self.dir, self.config, self.experiment)
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(locked(self.dir))
+        if not self.done:
+            write_status(self.dir, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        return self
+
+    def finish(self) -> dict[str, Any]:
+        """Writes the manifest, marks the run done with its key metrics and releases the lock."""
+        if not self.done:
+            self.write_manifest()
+            metrics = self.results().set_index("metric")["value"].to_dict()
+            write_status(self.dir, "done", wall_time_s=round(time.time() - self._t0, 1),
+                         metrics={m: metrics[m] for m in SUMMARY_METRICS if m in metrics})
+        self.release()
+        return read_status(self.dir)
+
+    def fail(self, error: BaseException) -> None:
+        """Marks the run failed with the error, and releases the lock."""
+        write_status(self.dir, "failed", error=f"{type(error).__name__}: {error}", wall_time_s=round(time.time() - self._t0, 1))
+        self.release()
+
+    def release(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    # ---- data ------------------------------------------------------------------------------
+    @property
+    def loaders(self) -> dict[str, Any]:
+        if self._loaders is None:
+            self._loaders = build_loaders(self.config.data.labelled_root, self.config.data, seed=self.config.seed)
+        return self._loaders
+
+    @property
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images, masks, labels) of the evaluated test images (first ``eval.limit``)."""
+        if self._test is None:
+            self._test = collect(self.loaders["test"], self.config.eval.limit)
+        return self._test
+
+    @property
+    def clean_dir(self) -> Path:
+        """The clean phase's folder, shared by the experiment's runs with the same `clean_identity`."""
+        return self.dir.parent / CLEAN_DIR / clean_phase_id(self.config)
+
+    # ---- steps -----------------------------------------------------------------------------
+    def train(self) -> FitResult:
+        """Trains (or resumes, or reloads when finished); the selected weights stay in ``self.model``."""
+        seed_everything(self.config.seed)
+        self.loaders["train"].generator.manual_seed(self.config.seed)
+        model = build_model(self.model_config)
+        link = self.dir / TRAIN_DIR / "clean"
+        if self.config.train.epochs_clean > 0 and not os.path.lexists(link):  # the shared clean phase, seen from the run
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(self.clean_dir, link.parent), target_is_directory=True)
+        self.fit_result = fit(model, self.loaders["train"], self.loaders["val"], self.config.train, self.dir / TRAIN_DIR,
+                              self.device, fingerprint=identity(self.config), progress=self.config.progress,
+                              clean_dir=self.clean_dir, clean_fingerprint=clean_identity(self.config))
+        self.model = model
+        return self.fit_result
+
+    def evaluate(self) -> pd.DataFrame:
+        """Clean / PGD / AutoAttack accuracy (and pixel accuracy) on the test split -> ``results.csv``.
+
+        A finished run's results are read back, not recomputed.
+        """
+        if self.done:
+            return self.results()
+        if self.model is None:
+            raise RuntimeError("train() first: evaluate() needs the trained model")
+        x, masks, y = self.test_set
+        rows, _ = evaluate(self.model, x, masks, y, self.config.eval, self.dir, seed=self.config.seed, progress=self.config.progress)
+        tidy = result_rows(rows, self.config, experiment=self.experiment, dataset=self.dataset_name)
+        return write_results(self.dir / RESULTS_FILE, tidy)
+
+    def results(self) -> pd.DataFrame:
+        return gather_results(self.dir / RESULTS_FILE)
+
+    def history(self) -> pd.DataFrame:
+        """Per-epoch training and validation records of both phases."""
+        records = [json.loads(line) for path in sorted((self.dir / TRAIN_DIR).glob("*/history.jsonl"))
+                   for line in path.read_text().splitlines() if line]
+        order = {"clean": 0}
+        return pd.DataFrame(sorted(records, key=lambda r: (order.get(r["phase"], 1), r["epoch"])))
+
+    def examples(self, n: int = 8) -> dict[str, Any]:
+        """Images, true masks and predictions on clean and PGD inputs (test PGD) for a Fig. 5-style panel."""
+        if self.model is None:
+            raise RuntimeError("train() first: examples() needs the trained model")
+        x, masks, y = (t[:n] for t in self.test_set)
+        x_adv = pgd_examples(self.model, self.config.eval.pgd(), x, y, self.config.eval.batch_size, progress=False)
+        clean_pred, clean_masks = predict(self.model, x)
+        adv_pred, adv_masks = predict(self.model, x_adv)
+        return {"images": x, "true_masks": masks, "labels": y, "clean_pred": clean_pred, "clean_masks": clean_masks,
+                "pgd_images": x_adv, "pgd_pred": adv_pred, "pgd_masks": adv_masks}
+
+    def save_figures(self) -> list[Path]:
+        """Training curves and, for part models, the predicted-mask panel, under ``figures/``."""
+        from .plotting import plot_training_history, save_figure
+        from .visualize import plot_predictions_panel
+
+        paths = [save_figure(plot_training_history(self.history(), self.id), self.dir / "figures" / "training.png")]
+        if self.config.is_part_model:
+            ex = self.examples()
+            fig = plot_predictions_panel(
+                ex["true_masks"], ex["labels"],
+                [("clean", ex["images"], ex["clean_masks"], ex["clean_pred"]), ("PGD", ex["pgd_images"], ex["pgd_masks"], ex["pgd_pred"])],
+                self.metadata.classes, self.metadata.num_parts)
+            fig.suptitle(self.id, fontsize=9)
+            paths.append(save_figure(fig, self.dir / "figures" / "masks.png"))
+        return paths
+
+    def write_manifest(self) -> dict[str, Any]:
+        selected = [r for r in (self.fit_result.history if self.fit_result else []) if r.get("selected")][-1:]
+        return write_manifest(
+            self.dir / "manifest.json", params=to_dict(self.config), seed=self.config.seed, device=self.device,
+            wall_time_s=time.time() - self._t0,
+            extra={"run_id": self.id, "config_hash": config_hash(self.config), "experiment": self.experiment,
+                   "dataset": self.dataset_name, "num_classes": self.metadata.num_classes, "num_parts": self.metadata.num_parts,
+                   "test_samples": len(self.test_set[2]), "selected_epoch": selected},
+        )
+
+
+def execute_run(config: RunConfig, experiment: str = DEFAULT_EXPERIMENT, runs_root: str | Path = "runs",
+                run_dir: str | Path | None = None) -> Run:
+    """Trains and evaluates one run (the same steps as notebook 01); a finished run is left alone."""
+    run = Run(config, experiment, runs_root, run_dir)
+    if run.done:
+        _log(f"run {run.id} is already finished ({run.dir}): nothing to do")
+        return run
+    run.start()
+    _log(f"run {run.id} -> {run.dir}")
+    try:
+        run.train()
+        run.evaluate()
+        run.save_figures()
+    except BaseException as err:
+        run.fail(err)
+        raise
+    status = run.finish()
+    _log(f"run {run.id} done in {status.get('wall_time_s', 0):.0f} s: {status.get('metrics', {})}")
+    return run
+
+
+class RunFailed(RuntimeError):
+    """A run executed as a notebook raised; the run's status.json has the details."""
+
+
+def execute_run_notebook(config: RunConfig, experiment: str = DEFAULT_EXPERIMENT, runs_root: str | Path = "runs",
+                         run_dir: str | Path | None = None, log_output: bool = True) -> Run:
+    """Like `execute_run`, but executes notebook 01 for the run; the executed copy lands in the run folder."""
+    import papermill as pm
+
+    run = Run(config, experiment, runs_root, run_dir)
+    if run.done:
+        _log(f"run {run.id} is already finished ({run.dir}): nothing to do")
+        return run
+    claim(run.dir, config, experiment)
+    repo = find_repo_root()
+    output = run.dir / f"{RUN_NOTEBOOK}.ipynb"
+    _log(f"run {run.id} -> {output}")
+    t0 = time.time()
+    try:
+        pm.execute_notebook(
+            str(repo / "notebooks" / f"{RUN_NOTEBOOK}.ipynb"), str(output),
+            parameters={"config": str(run.dir / "config.yaml"), "overrides": {}, "experiment": experiment,
+                        "runs_root": str(runs_root), "folder": str(run.dir)},
+            kernel_name="python3", cwd=str(repo), progress_bar=False, log_output=log_output,
+        )
+    except pm.PapermillExecutionError as err:
+        if err.ename == "RunBusyError":
+            raise RunBusyError(err.evalue) from None
+        write_status(run.dir, "failed", error=f"{err.ename}: {err.evalue}", cell=err.exec_count, notebook=str(output),
+                     wall_time_s=round(time.time() - t0, 1))
+        raise RunFailed(f"run {run.id} failed in cell [{err.exec_count}] of {output}: {err.ename}: {err.evalue}") from None
+    status = read_status(run.dir)
+    _log(f"run {run.id} done in {time.time() - t0:.0f} s: {status.get('metrics', {})}")
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train and evaluate one run.", epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="run config YAML or params file (its config: block)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a dotted key, e.g. --set train.beta=2.0 (repeatable)")
+    parser.add_argument("--experiment", help="experiment folder name (default: the params file's, else 'default')")
+    parser.add_argument("--runs-root", default="runs", help="where experiments live (default runs/)")
+    parser.add_argument("--run-dir", help="an explicit run folder instead of <runs-root>/<experiment>/<run id>")
+    parser.add_argument("--notebook", action="store_true", help="execute notebook 01 for the run (executed copy in the run folder)")
+    args = parser.parse_args(argv)
+    try:
+        overrides = dict(parse_assignment(a) for a in args.overrides)
+        values, file_experiment = base_config(args.config)
+        config = make_run_config(values, overrides, where=args.config)
+        experiment = args.experiment or file_experiment or DEFAULT_EXPERIMENT
+        runner = execute_run_notebook if args.notebook else execute_run
+        runner(config, experiment, args.runs_root, args.run_dir)
+    except (ParameterError, FileNotFoundError, PreparedDatasetError, ConfigMismatchError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RunBusyError as err:
+        print(f"busy: {err}", file=sys.stderr)
+        return 3
+    except RunFailed as err:
+        print(f"failed: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - the run's status.json records it; say it in one line too
+        traceback.print_exc()
+        print(f"failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The configuration of one run, declared once, and the run's identity.
+
+A run trains and evaluates one model. Its `RunConfig` has the sections ``data``, ``model``,
+``train`` and ``eval`` plus ``seed``, ``device`` and ``progress``. Each key is declared once, in
+the class that uses it (`DataConfig` here, `ModelSpec`, `TrainConfig`, `EvalConfig`), with its
+default and its description; notebooks' parameters cells, params files (``config:`` blocks and
+sweeps) and ``--set train.beta=2.0`` overrides all map onto those dotted keys.
+
+Identity: `identity` is the flat ``key: value`` dict of everything that can change a result.
+It leaves out runtime keys (`RUNTIME_KEYS`: device, progress bars, worker processes) and keys
+that do not apply to this run (`inapplicable_keys`: TRADES beta in a PGD run, the pool size of
+a Bounding-Box model, c_seg of the ResNet, ...), so two configs that train the same model get
+the same id. `config_hash` is the SHA-256 of the identity; `run_id` is a readable prefix plus
+its first 8 hex digits, e.g. ``bbox-trades-b2-3f9c1a2b``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import Field, field_validator
+
+from .config import ParameterError, Section, apply_overrides, flatten, to_dict, validate
+from .data.loaders import LoaderConfig
+from .data.prepared import atomic_write_text
+from .evaluation import EvalConfig
+from .models.config import MODEL_OPTIONS, MODELS, ModelSpec
+from .training import TrainConfig
+
+LABEL_KINDS = ("parts", "object", "bbox")
+
+
+class DataConfig(LoaderConfig):
+    """Which prepared dataset and labels a run uses, and how they are loaded (section ``data``)."""
+
+    root: str = Field(description="prepared dataset folder (notebook 00); label variants live beside it")
+    labels: Literal["parts", "object", "bbox"] = Field(
+        "parts", description="segmentation labels: part masks, object masks (Table 15) or part boxes (Table 14), from <root>-object / <root>-bbox")
+
+    @property
+    def labelled_root(self) -> str:
+        """The prepared folder holding the chosen labels: ``root`` or its ``<root>-<labels>`` variant."""
+        return self.root if self.labels == "parts" else f"{self.root.rstrip('/')}-{self.labels}"
+
+
+class RunConfig(Section):
+    """Everything that defines one run. Build it with `load_run_config` or `validate(RunConfig, ...)`."""
+
+    data: DataConfig
+    model: ModelSpec = ModelSpec()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    seed: int = Field(0, ge=0, description="seed of weights, data order, attacks' random starts and AutoAttack")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (does not change the run id)")
+    progress: bool = Field(True, description="progress bars and per-epoch lines")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, spec: ModelSpec) -> ModelSpec:
+        if spec.name not in MODELS:
+            raise ValueError(f"unknown model {spec.name!r}; known models: {', '.join(MODELS.names())}")
+        return spec
+
+    @property
+    def is_part_model(self) -> bool:
+        return "encoder" in MODEL_OPTIONS[self.model.name]
+
+
+RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "train.log_every"})
+"""Keys that never change a result: left out of the identity, free to change when resuming."""
+
+_ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size")
+_PART_MODEL_KEYS = ("train.c_seg", "data.labels", "data.label_fraction", "data.label_seed")
+
+
+def inapplicable_keys(config: RunConfig) -> set[str]:
+    """Keys whose value cannot change this run's result (they are shown as empty in results)."""
+    used = set(MODEL_OPTIONS[config.model.name])
+    every_option = set().union(*MODEL_OPTIONS.values())
+    keys = {f"model.{k}" for k in every_option - used}
+    if not config.is_part_model:
+        keys.update(_PART_MODEL_KEYS)
+    elif config.data.label_fraction == 1.0:
+        keys.add("data.label_seed")
+    if config.train.epochs_adv == 0:
+        keys.update(_ADVERSARIAL_KEYS)
+    elif config.train.method != "trades":
+        keys.add("train.beta")
+    if not config.eval.autoattack:
+        keys.add("eval.autoattack_attacks")
+    return keys
+
+
+def resolved(config: RunConfig) -> dict[str, Any]:
+    """Flat ``dotted key: value`` of every key, with inapplicable keys set to None."""
+    flat = flatten(to_dict(config))
+    for key in inapplicable_keys(config):
+        flat[key] = None
+    return flat
+
+
+def identity(config: RunConfig) -> dict[str, Any]:
+    """Flat ``dotted key: value`` of what defines the run's result (no runtime or inapplicable keys)."""
+    skip = RUNTIME_KEYS | inapplicable_keys(config)
+    return {k: v for k, v in flatten(to_dict(config)).items() if k not in skip}
+
+
+def config_hash(config: RunConfig) -> str:
+    """SHA-256 (hex) of the identity, as canonical JSON."""
+    text = json.dumps(identity(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_NOT_IN_CLEAN_PHASE = ("train.epochs_adv", *_ADVERSARIAL_KEYS, "train.eps")
+
+
+def clean_identity(config: RunConfig) -> dict[str, Any]:
+    """The identity of the run's clean (normal-training) phase: data, model, seed and the keys that
+    phase reads. Runs that differ only in their adversarial phase or evaluation (a TRADES beta
+    sweep, the normal-training run of the same model) share one clean phase, as the reference
+    fine-tuned every adversarial run from one clean checkpoint."""
+    return {k: v for k, v in identity(config).items() if not k.startswith("eval.") and k not in _NOT_IN_CLEAN_PHASE}
+
+
+def clean_phase_id(config: RunConfig) -> str:
+    """``<model>-clean-<8 hex digits>``: the folder name of the shared clean phase."""
+    text = json.dumps(clean_identity(config), sort_keys=True, separators=(",", ":"))
+    return f"{config.model.name}-clean-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def _short(value: float) -> str:
+    return f"{value:g}"
+
+
+def run_id(config: RunConfig) -> str:
+    """Readable prefix + 8 hex digits of the config hash: ``downsampled-pgd-1a2b3c4d``, ``bbox-trades-b2-...``."""
+    parts = [config.model.name, config.train.training]
+    if config.train.training == "trades":
+        parts.append(f"b{_short(config.train.beta)}")
+    return "-".join(parts + [config_hash(config)[:8]])
+
+
+RESULT_INDEX: dict[str, str] = {
+    "model": "model.name",
+    "arch": "model.arch",
+    "encoder": "model.encoder",
+    "pool_size": "model.pool_size",
+    "bbox_score": "model.bbox_score",
+    "drop_background": "model.drop_background",
+    "concat_input": "model.concat_input",
+    "labels": "data.labels",
+    "label_fraction": "data.label_fraction",
+    "crop_size": "data.crop_size",
+    "epochs_clean": "train.epochs_clean",
+    "epochs_adv": "train.epochs_adv",
+    "lr": "train.lr",
+    "weight_decay": "train.weight_decay",
+    "c_seg": "train.c_seg",
+    "beta": "train.beta",
+    "train_eps": "train.eps",
+    "train_step_size": "train.step_size",
+    "train_steps": "train.steps",
+    "eps": "eval.eps",
+    "seed": "seed",
+}
+"""Results column -> config key: the fields the paper's tables are indexed by (empty where inapplicable)."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Safe-loads a YAML file; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParameterError(f"{path}: not valid YAML: {err}") from None
+
+
+def base_config(path: str | Path) -> tuple[dict[str, Any], str | None]:
+    """The run-config values in `path` and the experiment it names (if any).
+
+    `path` is either a run config (sections ``data``, ``model``, ... at the top, like a run
+    folder's ``config.yaml``) or a params file, whose ``config:`` block is used and whose
+    ``experiment`` names the experiment.
+    """
+    doc = read_yaml(path) or {}
+    if not isinstance(doc, Mapping):
+        raise ParameterError(f"{path}: expected a mapping of keys, got {type(doc).__name__}")
+    if "config" in doc:
+        return dict(doc["config"] or {}), doc.get("experiment")
+    return dict(doc), None
+
+
+def make_run_config(values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, where: str = "run config") -> RunConfig:
+    """Validates `values` with dotted-key `overrides` applied into a `RunConfig`."""
+    return validate(RunConfig, apply_overrides(values, overrides or {}), where=where)
+
+
+def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """`RunConfig` from a run config or params file (see `base_config`) plus dotted-key overrides."""
+    values, _ = base_config(path)
+    return make_run_config(values, overrides, where=str(path))
+
+
+def save_run_config(config: RunConfig, path: str | Path) -> None:
+    """Writes the full config (every key, defaults included) as YAML, loadable by `load_run_config`."""
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def describe_keys() -> list[dict[str, Any]]:
+    """Every dotted key with its type, default and description, for docs and ``--help``."""
+    rows = []
+
+    def walk(model: type[Section], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, Section):
+                walk(annotation, f"{prefix}{name}.")
+                continue
+            default = None if field.is_required() else field.get_default(call_default_factory=True)
+            rows.append({
+                "key": f"{prefix}{name}",
+                "default": "(required)" if field.is_required() else json.dumps(default),
+                "description": field.description or "",
+                "runtime": f"{prefix}{name}" in RUNTIME_KEYS,
+            })
+
+    walk(RunConfig, "")
+    return rows
+

@@ -1,0 +1,173 @@
+"""Runs as data: one folder per config, refusal of foreign checkpoints, resumable and parallel sweeps, scoped precision."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import partrobust.evaluation as evaluation
+import partrobust.training as training
+from partrobust.data.loaders import LoaderConfig, build_loaders
+from partrobust.models import ModelConfig, build_model
+from partrobust.results import gather_results
+from partrobust.run import Run, execute_run, main as run_main
+from partrobust.runconfig import identity, make_run_config, run_id
+from partrobust.training import ConfigMismatchError, TrainConfig, fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "data": {"crop_size": 32, "resize_size": 32, "batch_size": 16, "train_limit": 32},
+    "model": {"name": "bbox", "arch": "resnet10t", "encoder": "tu-resnet10t"},
+    "train": {"epochs_clean": 1, "epochs_adv": 1, "steps": 1, "val_steps": 1, "val_limit": 16, "val_every": 1},
+    "eval": {"limit": 8, "pgd_steps": 2, "pgd_restarts": 1, "autoattack": False},
+    "device": "cpu",
+    "progress": False,
+}
+
+
+def tiny_config(dataset: Path, **overrides):
+    return make_run_config({**TINY, "data": {**TINY["data"], "root": str(dataset)}}, overrides)
+
+
+def write_plan(path: Path, dataset: Path, sweep, experiment: str = "sweep") -> Path:
+    plan = {"experiment": experiment, "config": {**TINY, "data": {**TINY["data"], "root": str(dataset)}}, "sweep": sweep}
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def pipeline(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "partrobust.pipeline", *args], cwd=REPO, capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_finished_run_is_not_redone_and_a_changed_config_is_refused(tiny_dataset, tmp_path, monkeypatch, capsys):
+    config = tiny_config(tiny_dataset)
+    run = execute_run(config, "exp", tmp_path)
+    assert run.dir == tmp_path / "exp" / run_id(config) and run.done
+    assert {p.name for p in run.dir.iterdir()} >= {"config.yaml", "run.json", "status.json", "results.csv", "manifest.json", "train", "figures"}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setattr(training, "fit_phase", no_training)
+    execute_run(config, "exp", tmp_path)
+    assert "already finished" in capsys.readouterr().out
+
+    # The same folder under another config (an explicit --run-dir) is refused, naming the changed keys.
+    code = run_main([str(run.dir / "config.yaml"), "--set", "train.lr=0.05", "--set", "seed=3", "--run-dir", str(run.dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.lr: 0.1 -> 0.05" in err and "seed: 0 -> 3" in err
+    # Runtime keys may change: same run, nothing to do.
+    assert run_main([str(run.dir / "config.yaml"), "--set", "data.num_workers=1", "--experiment", "exp", "--runs-root", str(tmp_path)]) == 0
+
+
+@pytest.mark.slow
+def test_checkpoint_written_by_another_config_is_not_resumed(tiny_dataset, tmp_path):
+    """fit() itself refuses a last.pt whose recorded config differs (e.g. a reused folder)."""
+    loaders = build_loaders(str(tiny_dataset), LoaderConfig(crop_size=32, resize_size=32, batch_size=16, train_limit=16), seed=0)
+    model = build_model(ModelConfig(name="downsampled", num_classes=4, num_parts=14, encoder="tu-resnet10t", image_size=32))
+    cfg = TrainConfig(epochs_clean=1, epochs_adv=0, val_limit=16)
+    first = identity(tiny_config(tiny_dataset))
+    fit(model, loaders["train"], loaders["val"], cfg, tmp_path, torch.device("cpu"), fingerprint=first, progress=False)
+    (tmp_path / "clean" / "last.pt").replace(tmp_path / "clean" / "keep.pt")
+    state = torch.load(tmp_path / "clean" / "keep.pt", weights_only=False)
+    state["epoch"] = 0  # make it resumable
+    torch.save(state, tmp_path / "clean" / "last.pt")
+    changed = identity(tiny_config(tiny_dataset, **{"train.c_seg": 0.9}))
+    with pytest.raises(ConfigMismatchError, match=r"train\.c_seg: 0\.5 -> 0\.9"):
+        fit(model, loaders["train"], loaders["val"], cfg, tmp_path, torch.device("cpu"), fingerprint=changed, progress=False)
+
+
+@pytest.mark.slow
+def test_training_precision_is_scoped_and_evaluation_runs_in_fp32(tiny_dataset, tmp_path, monkeypatch):
+    seen = {}
+    original_epoch, original_eval = training.train_one_epoch, evaluation._evaluate
+
+    def flags():
+        return torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+
+    def recording_epoch(*args, **kwargs):
+        seen["train"] = flags()
+        return original_epoch(*args, **kwargs)
+
+    def recording_eval(*args, **kwargs):
+        seen["eval"] = flags()
+        return original_eval(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", recording_epoch)
+    monkeypatch.setattr(evaluation, "_evaluate", recording_eval)
+    before = flags()
+    execute_run(tiny_config(tiny_dataset, **{"train.tf32": True}), "exp", tmp_path)
+    assert seen["train"] == ("tf32", "tf32"), "TF32 inside training"
+    assert seen["eval"] == ("ieee", "ieee"), "evaluation in full fp32 after a TF32 training"
+    assert flags() == before, "settings restored after the run"
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others(tiny_dataset, tmp_path):
+    bad_weights = tmp_path / "corrupt.pt"
+    bad_weights.write_bytes(b"not a checkpoint")
+    params = write_plan(tmp_path / "sweep.yaml", tiny_dataset, [
+        {"grid": {"seed": [1, 2, 3]}, "set": {"train.epochs_clean": 2}},
+        {"set": {"seed": 4, "model.pretrained_encoder": str(bad_weights)}},
+    ])
+    runs = tmp_path / "runs"
+    args = [str(params), "--runs-root", str(runs), "--runner", "process"]
+    second = runs / "sweep" / run_id(tiny_config(tiny_dataset, seed=2, **{"train.epochs_clean": 2}))
+
+    proc = subprocess.Popen([sys.executable, "-m", "partrobust.pipeline", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (second / "train" / "clean" / "last.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "the sweep ended before its second run checkpointed"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill the batch and its runs, mid-run 2
+    proc.wait()
+    assert json.loads((second / "status.json").read_text())["state"] == "running"
+    assert not (second / "results.csv").exists()
+
+    done = pipeline(*args, timeout=600)
+    assert done.returncode == 1, done.stdout + done.stderr  # one run failed
+    summary = done.stdout
+    states = {line.split()[0]: line.split()[1] for line in summary.splitlines() if line.startswith(("bbox-", "resnet-"))}
+    assert sorted(states.values()) == ["done", "done", "failed", "skipped"], summary
+    assert states[second.name] == "done"
+    assert "resuming" in (second / "log.txt").read_text(), "run 2 continued from its checkpoint"
+    history = [json.loads(line) for line in (second / "train" / "clean" / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert "corrupt.pt" in summary or "UnpicklingError" in summary or "failed" in summary
+    results = gather_results(runs / "sweep")
+    assert sorted(results.seed.unique()) == [1, 2, 3]
+
+    listing = pipeline(*args, "--dry-run", timeout=120).stdout
+    statuses = [line.split()[-1] for line in listing.splitlines() if line.startswith(("bbox-", "resnet-"))]
+    assert sorted(statuses) == ["done", "done", "done", "failed"], listing
+
+
+@pytest.mark.slow
+def test_runs_finishing_together_lose_no_rows(tiny_dataset, tmp_path):
+    params = write_plan(tmp_path / "par.yaml", tiny_dataset, {"grid": {"seed": [1, 2]}}, experiment="par")
+    done = pipeline(str(params), "--runs-root", str(tmp_path / "runs"), "--runner", "process", "--jobs", "2", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = gather_results(tmp_path / "runs" / "par")
+    per_run = results.groupby("run_id").size()
+    assert len(per_run) == 2 and per_run.nunique() == 1 and per_run.iloc[0] >= 4
+
+
+def test_run_checks_its_inputs_before_any_compute(tiny_dataset, tmp_path):
+    from partrobust.config import ParameterError
+    from partrobust.data.prepared import PreparedDatasetError
+
+    with pytest.raises(PreparedDatasetError, match="does not exist"):
+        Run(tiny_config(tmp_path / "nowhere"), "exp", tmp_path)
+    with pytest.raises(ParameterError, match=r"model\.pretrained_encoder: weights file .*missing\.pt"):
+        Run(tiny_config(tiny_dataset, **{"model.pretrained_encoder": str(tmp_path / "missing.pt")}), "exp", tmp_path)
+    with pytest.raises(PreparedDatasetError, match="-object"):
+        Run(tiny_config(tiny_dataset, **{"data.labels": "object"}), "exp", tmp_path)

@@ -289,6 +289,6 @@ def test_is_comparable(sweep):
 
 
 def test_parse_fraction():
-    assert analysis.parse_fraction("8/255") == pytest.approx(8 / 255)
-    assert analysis.parse_fraction("0.03") == pytest.approx(0.03)
-    assert math.isnan(analysis.parse_fraction(np.nan)) and math.isnan(analysis.parse_fraction(""))
+    assert analysis.parse_eps("8/255") == pytest.approx(8 / 255)
+    assert analysis.parse_eps("0.03") == pytest.approx(0.03)
+    assert math.isnan(analysis.parse_eps(np.nan)) and math.isnan(analysis.parse_eps(""))

@@ -152,3 +152,13 @@ def test_inapplicable_keys_do_not_change_the_run():
 
 def test_diff_names_changed_keys():
     assert diff_flat({"train.lr": 0.1, "seed": 0}, {"train.lr": 0.05, "seed": 0, "x": 1}) == ["train.lr: 0.1 -> 0.05", "x: (absent) -> 1"]
+
+
+def test_readme_documents_every_run_config_key():
+    """Adding a parameter = its declaration + its row in the README (printed by python -m partrobust.runconfig)."""
+    from pathlib import Path
+
+    from partrobust.runconfig import keys_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert keys_markdown() in readme, "README's key table is stale: paste `python -m partrobust.runconfig` into it"

@@ -10,7 +10,6 @@ No paper number is written here: they are all read from the transcribed tables i
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -21,15 +20,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
+from .config import parse_fraction
 from .plotting import model_label
+from .results import RUN_COLUMNS
 from .utils import find_repo_root
-
-RUN_COLUMNS = [
-    "experiment", "run_id", "dataset", "training", "model", "arch", "encoder", "pool_size", "bbox_score",
-    "drop_background", "concat_input", "labels", "label_fraction", "crop_size", "epochs_clean", "epochs_adv",
-    "lr", "weight_decay", "c_seg", "beta", "train_eps", "train_step_size", "train_steps", "eps", "seed",
-]
-"""Columns that identify a run in the tidy results frame (everything but the metric columns)."""
 
 METRICS = [
     "clean_accuracy", "pgd_accuracy", "autoattack_accuracy",
@@ -63,16 +57,14 @@ _DECIMALS = 6
 # --------------------------------------------------------------------------- small helpers
 
 
-def parse_fraction(value: Any) -> float:
-    """``"8/255"`` (or ``"0.03"``, or a number) as a float; empty -> NaN. Used for `eps`/`train_eps`."""
+def parse_eps(value: Any) -> float:
+    """An `eps`/`train_eps` cell (``"8/255"``, ``"0.03"`` or a number) as a float; empty -> NaN."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return float("nan")
-    if isinstance(value, (int, float, np.number)):
-        return float(value)
     text = str(value).strip()
     if not text or text.lower() == "nan":
         return float("nan")
-    return float(Fraction(text))
+    return parse_fraction(float(value) if isinstance(value, (int, float, np.number)) else text, "eps")
 
 
 def _key(value: Any) -> str:
@@ -443,7 +435,7 @@ def compare_with_paper(
 
         def keyed(frame: pd.DataFrame) -> pd.DataFrame:
             out = pd.DataFrame({f"_k_{c}": frame[c].map(_key) if c in frame.columns else "" for c in keys}, index=frame.index)
-            eps = frame["eps"].map(parse_fraction) if "eps" in frame.columns else pd.Series(np.nan, index=frame.index)
+            eps = frame["eps"].map(parse_eps) if "eps" in frame.columns else pd.Series(np.nan, index=frame.index)
             out["_k_eps"] = [_key(e) if _is_adversarial(m) else "" for e, m in zip(eps, frame["metric"])]
             return out
 

@@ -44,24 +44,6 @@ _METRIC_ORDER = [
 ]
 
 
-def plot_clean_vs_adversarial(results: pd.DataFrame, adversarial_metric: str = "autoattack_accuracy") -> matplotlib.figure.Figure:
-    """Clean (x) against adversarial (y) accuracy, one marker per model, as the paper's trade-off plots."""
-    wide = results.pivot_table(index=["dataset", "training", "model"], columns="metric", values="value", aggfunc="first").reset_index()
-    if adversarial_metric not in wide.columns:
-        raise KeyError(f"results have no {adversarial_metric!r} rows; metrics present: {sorted(results.metric.unique())}")
-    wide["model_label"] = wide["model"].map(model_label)
-    fig, ax = plt.subplots(figsize=(4.5, 3.6))
-    sns.scatterplot(data=wide, x="clean_accuracy", y=adversarial_metric, hue="model_label", style="training", s=90, ax=ax)
-    for _, row in wide.iterrows():
-        ax.annotate(row["model_label"], (row["clean_accuracy"], row[adversarial_metric]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel(adversarial_metric.replace("_accuracy", "").replace("autoattack", "AutoAttack").replace("pgd", "PGD") + " accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    return fig
-
-
 def plot_training_history(history: pd.DataFrame, title: str = "") -> matplotlib.figure.Figure:
     """Loss and accuracies per epoch over both training phases (clean, then adversarial)."""
     frame = history.reset_index(drop=True).assign(step=lambda d: range(1, len(d) + 1))

@@ -38,7 +38,7 @@ class DataConfig(LoaderConfig):
 
     root: str = Field(description="prepared dataset folder (notebook 00); label variants live beside it")
     labels: Literal["parts", "object", "bbox"] = Field(
-        "parts", description="segmentation labels: part masks, object masks (Table 15) or part boxes (Table 14), from <root>-object / <root>-bbox")
+        "parts", description="segmentation labels: part masks, object masks (Table 15) or part boxes (Table 14); the latter two are read from the ROOT-object / ROOT-bbox variant folders (notebook 00)")
 
     @property
     def labelled_root(self) -> str:
@@ -235,3 +235,16 @@ def describe_keys() -> list[dict[str, Any]]:
     walk(RunConfig, "")
     return rows
 
+
+
+def keys_markdown() -> str:
+    """The README's table of run-config keys (``python -m partrobust.runconfig`` prints it)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for row in describe_keys():
+        note = " *(runtime: not part of the run id)*" if row["runtime"] else ""
+        lines.append(f"| `{row['key']}` | `{row['default']}` | {row['description']}{note} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(keys_markdown())

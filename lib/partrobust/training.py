@@ -264,8 +264,9 @@ def fit_phase(
             print(f"[partrobust] resuming {out_dir} at epoch {start_epoch + 1}/{epochs}", flush=True)
     t0 = time.time()
     for epoch in range(start_epoch, epochs):
-        desc = f"{out_dir.name} {epoch + 1}/{epochs}"
-        record: dict[str, Any] = {"phase": out_dir.name, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        phase = "clean" if method == "normal" else method
+        desc = f"{phase} {epoch + 1}/{epochs}"
+        record: dict[str, Any] = {"phase": phase, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc, progress))
         scheduler.step()
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs:

@@ -142,7 +142,8 @@ def test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others(tiny_da
     assert "resuming" in (second / "log.txt").read_text(), "run 2 continued from its checkpoint"
     history = [json.loads(line) for line in (second / "train" / "clean" / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2]
-    assert "corrupt.pt" in summary or "UnpicklingError" in summary or "failed" in summary
+    failed = [line for line in summary.splitlines() if " failed " in line]
+    assert len(failed) == 1 and "UnpicklingError" in failed[0], summary
     results = gather_results(runs / "sweep")
     assert sorted(results.seed.unique()) == [1, 2, 3]
 
@@ -171,3 +172,41 @@ def test_run_checks_its_inputs_before_any_compute(tiny_dataset, tmp_path):
         Run(tiny_config(tiny_dataset, **{"model.pretrained_encoder": str(tmp_path / "missing.pt")}), "exp", tmp_path)
     with pytest.raises(PreparedDatasetError, match="-object"):
         Run(tiny_config(tiny_dataset, **{"data.labels": "object"}), "exp", tmp_path)
+
+
+@pytest.mark.slow
+def test_a_run_failing_in_its_notebook_reports_the_cell(tiny_dataset, tmp_path):
+    from partrobust.run import RunFailed, execute_run_notebook
+
+    bad_weights = tmp_path / "corrupt.pt"
+    bad_weights.write_bytes(b"not a checkpoint")
+    config = tiny_config(tiny_dataset, **{"model.pretrained_encoder": str(bad_weights)})
+    with pytest.raises(RunFailed, match=r"failed in cell \[\d+\] of .*01_pgd_training\.ipynb") as err:
+        execute_run_notebook(config, "exp", tmp_path, log_output=False)
+    status = json.loads((tmp_path / "exp" / run_id(config) / "status.json").read_text())
+    assert status["state"] == "failed" and status["cell"] >= 1 and status["notebook"].endswith("01_pgd_training.ipynb")
+    assert status["error"].startswith("UnpicklingError") and "UnpicklingError" in str(err.value)
+
+
+@pytest.mark.slow
+def test_runs_share_the_training_phases_they_have_in_common(tiny_dataset, tmp_path, monkeypatch):
+    """A TRADES beta sweep trains its clean phase once; an eval-only change trains nothing."""
+    epochs = []
+    original = training.train_one_epoch
+
+    def counting(model, loader, optimizer, method, *args, **kwargs):
+        epochs.append(method)
+        return original(model, loader, optimizer, method, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", counting)
+    first = execute_run(tiny_config(tiny_dataset, **{"train.method": "trades", "train.beta": 1.0}), "exp", tmp_path)
+    assert epochs == ["normal", "trades"]
+    second = execute_run(tiny_config(tiny_dataset, **{"train.method": "trades", "train.beta": 3.0}), "exp", tmp_path)
+    assert epochs == ["normal", "trades", "trades"], "the second beta reuses the clean phase"
+    third = execute_run(tiny_config(tiny_dataset, **{"train.method": "trades", "train.beta": 3.0, "eval.eps": "16/255"}), "exp", tmp_path)
+    assert epochs == ["normal", "trades", "trades"], "another evaluation eps trains nothing"
+    assert len({first.id, second.id, third.id}) == 3
+    assert (second.dir / "train" / "clean").resolve() == (first.dir / "train" / "clean").resolve()
+    assert (third.dir / "train" / "trades").resolve() == (second.dir / "train" / "trades").resolve()
+    results = gather_results(tmp_path / "exp")
+    assert sorted(results.eps.unique()) == ["16/255", "8/255"] and results.run_id.nunique() == 3

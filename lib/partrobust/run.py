@@ -36,12 +36,12 @@ from .evaluation import collect, evaluate, pgd_examples, predict
 from .models import ModelConfig, build_model, count_parameters
 from .results import RESULTS_FILE, gather_results, result_rows, write_manifest, write_results
 from .rundir import TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
-from .runconfig import RunConfig, base_config, clean_identity, clean_phase_id, config_hash, identity, make_run_config, run_id
+from .runconfig import RunConfig, base_config, config_hash, identity, make_run_config, phase_id, phase_identity, run_id
 from .training import ConfigMismatchError, FitResult, fit
 from .utils import find_repo_root, resolve_device, seed_everything
 
 RUN_NOTEBOOK = "01_pgd_training"
-CLEAN_DIR = "_clean"  # <experiment>/_clean/<model>-clean-<hash>/: clean phases shared by runs
+PHASES_DIR = "_train"  # <experiment>/_train/<model>-<phase>-<hash>/: training phases shared by runs
 DEFAULT_EXPERIMENT = "default"
 SUMMARY_METRICS = ("clean_accuracy", "pgd_accuracy", "autoattack_accuracy")
 
@@ -169,24 +169,34 @@ class Run:
             self._test = collect(self.loaders["test"], self.config.eval.limit)
         return self._test
 
-    @property
-    def clean_dir(self) -> Path:
-        """The clean phase's folder, shared by the experiment's runs with the same `clean_identity`."""
-        return self.dir.parent / CLEAN_DIR / clean_phase_id(self.config)
+    def phase_dir(self, phase: str) -> Path:
+        """A training phase's folder, shared by the experiment's runs with the same `phase_identity`."""
+        return self.dir.parent / PHASES_DIR / phase_id(self.config, phase)
 
     # ---- steps -----------------------------------------------------------------------------
     def train(self) -> FitResult:
-        """Trains (or resumes, or reloads when finished); the selected weights stay in ``self.model``."""
+        """Trains (or resumes, or reloads when finished); the selected weights stay in ``self.model``.
+
+        Both phases live in the experiment's ``_train/`` folder, shared with runs of the same
+        phase identity; ``train/clean`` and ``train/<method>`` in the run folder link to them.
+        """
         seed_everything(self.config.seed)
         self.loaders["train"].generator.manual_seed(self.config.seed)
         model = build_model(self.model_config)
-        link = self.dir / TRAIN_DIR / "clean"
-        if self.config.train.epochs_clean > 0 and not os.path.lexists(link):  # the shared clean phase, seen from the run
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(os.path.relpath(self.clean_dir, link.parent), target_is_directory=True)
-        self.fit_result = fit(model, self.loaders["train"], self.loaders["val"], self.config.train, self.dir / TRAIN_DIR,
-                              self.device, fingerprint=identity(self.config), progress=self.config.progress,
-                              clean_dir=self.clean_dir, clean_fingerprint=clean_identity(self.config))
+        train = self.config.train
+        phases = {"clean": "clean"} if train.epochs_clean > 0 else {}
+        if train.epochs_adv > 0:
+            phases["adversarial"] = train.method
+        shared = {}
+        for phase, name in phases.items():
+            folder = self.phase_dir(phase)
+            link = self.dir / TRAIN_DIR / name
+            if not os.path.lexists(link):
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(os.path.relpath(folder, link.parent), target_is_directory=True)
+            shared[phase] = (folder, phase_identity(self.config, phase))
+        self.fit_result = fit(model, self.loaders["train"], self.loaders["val"], train, self.dir / TRAIN_DIR, self.device,
+                              fingerprint=identity(self.config), progress=self.config.progress, shared_phases=shared)
         self.model = model
         return self.fit_result
 

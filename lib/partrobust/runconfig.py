@@ -115,20 +115,29 @@ def config_hash(config: RunConfig) -> str:
 
 
 _NOT_IN_CLEAN_PHASE = ("train.epochs_adv", *_ADVERSARIAL_KEYS, "train.eps")
+PHASES = ("clean", "adversarial")
 
 
-def clean_identity(config: RunConfig) -> dict[str, Any]:
-    """The identity of the run's clean (normal-training) phase: data, model, seed and the keys that
-    phase reads. Runs that differ only in their adversarial phase or evaluation (a TRADES beta
-    sweep, the normal-training run of the same model) share one clean phase, as the reference
-    fine-tuned every adversarial run from one clean checkpoint."""
-    return {k: v for k, v in identity(config).items() if not k.startswith("eval.") and k not in _NOT_IN_CLEAN_PHASE}
+def phase_identity(config: RunConfig, phase: str) -> dict[str, Any]:
+    """The identity of one training phase: the keys that can change its checkpoints.
+
+    ``clean``: data, model, seed and the keys normal training reads. ``adversarial``: everything
+    but the evaluation keys. Runs of an experiment with the same phase identity share that
+    phase (`partrobust.run`): a TRADES beta sweep trains its clean phase once (as the reference
+    fine-tuned every adversarial run from one clean checkpoint), and runs that differ only in
+    their evaluation (an eps sweep, another attack) train nothing twice.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    skip = _NOT_IN_CLEAN_PHASE if phase == "clean" else ()
+    return {k: v for k, v in identity(config).items() if not k.startswith("eval.") and k not in skip}
 
 
-def clean_phase_id(config: RunConfig) -> str:
-    """``<model>-clean-<8 hex digits>``: the folder name of the shared clean phase."""
-    text = json.dumps(clean_identity(config), sort_keys=True, separators=(",", ":"))
-    return f"{config.model.name}-clean-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+def phase_id(config: RunConfig, phase: str) -> str:
+    """``<model>-<clean|pgd|trades>-<8 hex digits>``: the folder name of a shared training phase."""
+    text = json.dumps(phase_identity(config, phase), sort_keys=True, separators=(",", ":"))
+    name = "clean" if phase == "clean" else config.train.method
+    return f"{config.model.name}-{name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def _short(value: float) -> str:

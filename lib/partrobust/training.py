@@ -322,36 +322,45 @@ def fit(
     device: torch.device,
     fingerprint: Mapping[str, Any] | None = None,
     progress: bool = True,
-    clean_dir: str | Path | None = None,
-    clean_fingerprint: Mapping[str, Any] | None = None,
+    shared_phases: Mapping[str, tuple[Path, Mapping[str, Any]]] | None = None,
 ) -> FitResult:
     """Clean phase, then the adversarial phase from the best clean weights; returns the final pick.
 
-    The clean phase lives in ``out_dir/clean`` or, when `clean_dir` is given, in that shared
-    folder (identified by `clean_fingerprint`), which several runs may reuse: it is trained once,
-    under a lock, and the others wait for it and start from it.
+    Each phase lives in ``out_dir/clean`` and ``out_dir/<method>`` (checkpoints recording
+    `fingerprint`), or, for a phase named in `shared_phases` (``"clean"`` / ``"adversarial"`` ->
+    (folder, the phase's own fingerprint)), in that folder, which several runs may reuse: it is
+    trained once, under a lock, and the others wait for it and continue from it.
     TF32 (``cfg.tf32``) applies inside this call only: the previous precision settings are
     restored on return, so evaluation afterwards runs in full fp32.
     """
     out_dir = Path(out_dir)
+    shared_phases = shared_phases or {}
+
+    def place(phase: str, default: Path) -> tuple[Path, Mapping[str, Any] | None, contextlib.AbstractContextManager]:
+        if phase in shared_phases:
+            folder, phase_fingerprint = shared_phases[phase]
+            return Path(folder), phase_fingerprint, file_lock(Path(folder) / ".lock")
+        return default, fingerprint, contextlib.nullcontext()
+
     model.to(device)
     history: list[dict[str, Any]] = []
     wall = 0.0
     result = None
     with float32_precision(tf32=cfg.tf32):
         if cfg.epochs_clean > 0:
-            shared = clean_dir is not None
-            clean_out = Path(clean_dir) if shared else out_dir / "clean"
-            with file_lock(clean_out / ".lock") if shared else contextlib.nullcontext():
-                result = fit_phase(model, train_loader, val_loader, cfg, "normal", cfg.epochs_clean, clean_out, device,
-                                   clean_fingerprint if shared else fingerprint, progress)
+            folder, phase_fingerprint, lock = place("clean", out_dir / "clean")
+            with lock:
+                result = fit_phase(model, train_loader, val_loader, cfg, "normal", cfg.epochs_clean, folder, device,
+                                   phase_fingerprint, progress)
             history += result.history
             wall += result.wall_time_s
         if cfg.epochs_adv > 0:
-            adv_dir = out_dir / cfg.method
-            if result is not None and not (adv_dir / "last.pt").exists():
-                load_weights(model, result.best_checkpoint, device)
-            result = fit_phase(model, train_loader, val_loader, cfg, cfg.method, cfg.epochs_adv, adv_dir, device, fingerprint, progress)
+            folder, phase_fingerprint, lock = place("adversarial", out_dir / cfg.method)
+            with lock:
+                if result is not None and not (folder / "last.pt").exists():
+                    load_weights(model, result.best_checkpoint, device)
+                result = fit_phase(model, train_loader, val_loader, cfg, cfg.method, cfg.epochs_adv, folder, device,
+                                   phase_fingerprint, progress)
             history += result.history
             wall += result.wall_time_s
     assert result is not None

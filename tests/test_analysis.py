@@ -284,6 +284,7 @@ def test_compare_paper_with_itself_is_exact():
 def test_is_comparable(sweep):
     directory = paper_dir_or_skip()
     assert not analysis.is_comparable(sweep, directory)
+    assert not analysis.is_comparable(sweep, "/nonexistent"), "built-in results need no paper tables"
     assert analysis.is_comparable(sweep.assign(dataset="part_imagenet"), directory)
     assert analysis.is_comparable(sweep.assign(dataset="cityscapes"), directory)
 

@@ -21,6 +21,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from .config import parse_fraction
+from .data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from .plotting import model_label
 from .results import RUN_COLUMNS
 from .utils import find_repo_root
@@ -388,8 +389,12 @@ def paper_datasets(directory: str | Path | None = None) -> set[str]:
 
 
 def is_comparable(results: pd.DataFrame, directory: str | Path | None = None) -> bool:
-    """True when some result is on a dataset the paper tables cover (else: built-in data, nothing to compare)."""
-    return bool(set(results["dataset"].dropna().astype(str)) & paper_datasets(directory))
+    """True when some result is on a dataset the paper tables cover (else: built-in data, nothing to compare).
+
+    Results on the built-in dataset (and its label variants) alone need no paper tables at all.
+    """
+    real = {d for d in results["dataset"].dropna().astype(str) if not d.startswith(BUILTIN_DATASET)}
+    return bool(real) and bool(real & paper_datasets(directory))
 
 
 def _in_sweep_setup(results: pd.DataFrame, setup: dict[str, Any]) -> pd.Series:

@@ -293,3 +293,11 @@ def test_parse_fraction():
     assert analysis.parse_eps("8/255") == pytest.approx(8 / 255)
     assert analysis.parse_eps("0.03") == pytest.approx(0.03)
     assert math.isnan(analysis.parse_eps(np.nan)) and math.isnan(analysis.parse_eps(""))
+
+
+def test_summary_view_keeps_the_readable_columns(sweep):
+    view = analysis.summary_view(analysis.wide_runs(sweep))
+    assert list(view.columns) == [c for c in analysis.SUMMARY_COLUMNS if c in view.columns]
+    assert {"run_id", "model", "clean_accuracy", "autoattack_accuracy"} <= set(view.columns)
+    tiny = analysis.summary_view(analysis.wide_runs(sweep.assign(weight_decay=5e-4)))
+    assert (tiny.weight_decay == 5e-4).all(), "hyperparameters are not rounded away"

@@ -106,6 +106,21 @@ def _present_metrics(frame: pd.DataFrame) -> list[str]:
 # --------------------------------------------------------------------------- wide frame, frontier
 
 
+SUMMARY_COLUMNS = [
+    "run_id", "dataset", "model", "training", "lr", "weight_decay", "c_seg", "beta", "seed", "n",
+    "clean_accuracy", "pgd_accuracy", "autoattack_accuracy", "clean_pixel_accuracy", "selection", "target_clean",
+]
+"""The columns a reader scans first, in that order (see `summary_view`)."""
+
+
+def summary_view(frame: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """The `SUMMARY_COLUMNS` of a per-run frame (`wide_runs`, `select_best`), accuracies rounded, for display."""
+    view = frame[[c for c in SUMMARY_COLUMNS if c in frame.columns]].copy()
+    percent = [c for c in view.columns if c.endswith("_accuracy") or c == "target_clean"]
+    view[percent] = view[percent].astype(float).round(decimals)
+    return view
+
+
 def wide_runs(results: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its identifying columns plus one column per metric (and ``n``, test images).
 

@@ -17,6 +17,7 @@ failed run is reported and the others go on. Exit status 1 if a run or notebook 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -126,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-root", default="runs", help="where experiments live (default runs/)")
     parser.add_argument("--no-progress", action="store_true", help="do not stream notebook output")
     args = parser.parse_args(argv)
+    params_file = Path(args.params_file).resolve()
+    os.chdir(find_repo_root())  # paths inside params files are relative to the repository root
     try:
-        reports = run(args.params_file, only=args.only, notebooks=args.notebooks, jobs=args.jobs, runner=args.runner,
+        reports = run(params_file, only=args.only, notebooks=args.notebooks, jobs=args.jobs, runner=args.runner,
                       runs_root=args.runs_root, dry_run=args.dry_run, progress=not args.no_progress)
     except (ParameterError, FileNotFoundError, PreparedDatasetError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -330,13 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="an explicit run folder instead of <runs-root>/<experiment>/<run id>")
     parser.add_argument("--notebook", action="store_true", help="execute notebook 01 for the run (executed copy in the run folder)")
     args = parser.parse_args(argv)
+    config_file = Path(args.config).resolve()
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else None
+    os.chdir(find_repo_root())  # paths inside configs are relative to the repository root
     try:
         overrides = dict(parse_assignment(a) for a in args.overrides)
-        values, file_experiment = base_config(args.config)
+        values, file_experiment = base_config(config_file)
         config = make_run_config(values, overrides, where=args.config)
         experiment = args.experiment or file_experiment or DEFAULT_EXPERIMENT
         runner = execute_run_notebook if args.notebook else execute_run
-        runner(config, experiment, args.runs_root, args.run_dir)
+        runner(config, experiment, args.runs_root, run_dir)
     except (ParameterError, FileNotFoundError, PreparedDatasetError, ConfigMismatchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

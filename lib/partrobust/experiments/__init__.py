@@ -1,1 +1,1 @@
-"""One module per notebook: its parameter schema and the steps the notebook calls."""
+"""Notebook 00's parameter schema and steps (runs live in `partrobust.run`, sweeps in `partrobust.sweep`)."""

@@ -210,3 +210,18 @@ def test_runs_share_the_training_phases_they_have_in_common(tiny_dataset, tmp_pa
     assert (third.dir / "train" / "trades").resolve() == (second.dir / "train" / "trades").resolve()
     results = gather_results(tmp_path / "exp")
     assert sorted(results.eps.unique()) == ["16/255", "8/255"] and results.run_id.nunique() == 3
+
+
+def test_listing_reads_progress_without_loading_checkpoints(tmp_path):
+    from partrobust.rundir import describe_progress, write_status
+
+    run_dir = tmp_path / "run"
+    assert describe_progress(run_dir) == "new"
+    (run_dir / "train" / "clean").mkdir(parents=True)
+    write_status(run_dir, "running")
+    assert describe_progress(run_dir) == "started"
+    (run_dir / "train" / "clean" / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    (run_dir / "train" / "clean" / "last.pt").write_bytes(b"not read by a listing")
+    assert describe_progress(run_dir) == "partial (clean epoch 2)"
+    write_status(run_dir, "failed", error="x")
+    assert describe_progress(run_dir) == "failed"

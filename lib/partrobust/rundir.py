@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
 
 from .config import diff_flat
 from .data.prepared import atomic_write_text
@@ -92,12 +91,9 @@ def describe_progress(run_dir: Path) -> str:
     if state in ("done", "failed"):
         return state
     phases = []
-    for last in sorted((run_dir / TRAIN_DIR).glob("*/last.pt")):
-        try:
-            epoch = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
-        except Exception:  # noqa: BLE001 - a listing must not fail on a half-written file
-            epoch = "?"
-        phases.append(f"{last.parent.name} epoch {epoch}")
+    for history in sorted((run_dir / TRAIN_DIR).glob("*/history.jsonl")):  # written every epoch; cheap to read
+        epochs = sum(1 for line in history.read_text().splitlines() if line.strip())
+        phases.append(f"{history.parent.name} epoch {epochs}")
     if phases:
         return "partial (" + ", ".join(phases) + ")"
     return "started" if state == "running" else "new"

@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 
 from .config import Fraction, Section, diff_flat
 from .losses import part_model_loss, trades_loss
+from .data.prepared import atomic_write_text
 from .utils import atomic_torch_save, file_lock, float32_precision, rng_state, set_rng_state
 
 ADV_METHODS = ("pgd", "trades")
@@ -222,6 +223,10 @@ def _checkpoint_config(state: Mapping[str, Any], path: Path, fingerprint: Mappin
             + "\nUse a new run folder (the run id follows the config) or delete the old one.")
 
 
+def _write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text(out_dir / "history.jsonl", "".join(json.dumps(record) + "\n" for record in history))
+
+
 def fit_phase(
     model: nn.Module,
     train_loader: DataLoader,
@@ -300,9 +305,8 @@ def fit_phase(
             },
             last_path,
         )
-    with open(out_dir / "history.jsonl", "w") as f:
-        for record in history:
-            f.write(json.dumps(record) + "\n")
+        _write_history(out_dir, history)  # every epoch, so listings can read progress without loading checkpoints
+    _write_history(out_dir, history)
     return FitResult(best_checkpoint=best_path, history=history, wall_time_s=time.time() - t0)
 
 

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 import partrobust.evaluation as evaluation
+import partrobust.run as run_module
 import partrobust.training as training
 from partrobust.data.loaders import LoaderConfig, build_loaders
 from partrobust.models import ModelConfig, build_model
@@ -101,12 +102,20 @@ def test_training_precision_is_scoped_and_evaluation_runs_in_fp32(tiny_dataset, 
         seen["eval"] = flags()
         return original_eval(*args, **kwargs)
 
+    original_predict = run_module.predict
+
+    def recording_predict(*args, **kwargs):
+        seen["figures"] = flags()
+        return original_predict(*args, **kwargs)
+
     monkeypatch.setattr(training, "train_one_epoch", recording_epoch)
     monkeypatch.setattr(evaluation, "_evaluate", recording_eval)
+    monkeypatch.setattr(run_module, "predict", recording_predict)
     before = flags()
     execute_run(tiny_config(tiny_dataset, **{"train.tf32": True}), "exp", tmp_path)
     assert seen["train"] == ("tf32", "tf32"), "TF32 inside training"
     assert seen["eval"] == ("ieee", "ieee"), "evaluation in full fp32 after a TF32 training"
+    assert seen["figures"] == ("ieee", "ieee"), "the mask panel's predictions too"
     assert flags() == before, "settings restored after the run"
 
 

@@ -38,7 +38,7 @@ from .results import RESULTS_FILE, gather_results, result_rows, write_manifest, 
 from .rundir import TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
 from .runconfig import RunConfig, base_config, config_hash, identity, make_run_config, phase_id, phase_identity, run_id
 from .training import ConfigMismatchError, FitResult, fit
-from .utils import find_repo_root, resolve_device, seed_everything
+from .utils import find_repo_root, float32_precision, resolve_device, seed_everything
 
 RUN_NOTEBOOK = "01_pgd_training"
 PHASES_DIR = "_train"  # <experiment>/_train/<model>-<phase>-<hash>/: training phases shared by runs
@@ -78,7 +78,7 @@ class Run:
         self.model_config = self._model_config()
         path = self.model_config.pretrained_path
         if path is not None and not Path(path).is_file():
-            key = "model.pretrained_baseline" if config.model.name == "resnet" else "model.pretrained_encoder"
+            key = "model.pretrained_encoder" if config.is_part_model else "model.pretrained_baseline"
             raise ParameterError(f"{key}: weights file {path} does not exist")
         self.device = resolve_device(config.device)
         self.model: nn.Module | None = None
@@ -229,9 +229,10 @@ class Run:
         if self.model is None:
             raise RuntimeError("train() first: examples() needs the trained model")
         x, masks, y = (t[:n] for t in self.test_set)
-        x_adv = pgd_examples(self.model, self.config.eval.pgd(), x, y, self.config.eval.batch_size, progress=False)
-        clean_pred, clean_masks = predict(self.model, x)
-        adv_pred, adv_masks = predict(self.model, x_adv)
+        with float32_precision(tf32=False):  # like evaluate(): full fp32 whatever training used
+            x_adv = pgd_examples(self.model, self.config.eval.pgd(), x, y, self.config.eval.batch_size, progress=False)
+            clean_pred, clean_masks = predict(self.model, x)
+            adv_pred, adv_masks = predict(self.model, x_adv)
         return {"images": x, "true_masks": masks, "labels": y, "clean_pred": clean_pred, "clean_masks": clean_masks,
                 "pgd_images": x_adv, "pgd_pred": adv_pred, "pgd_masks": adv_masks}
 

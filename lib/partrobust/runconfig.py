@@ -27,7 +27,7 @@ from .config import ParameterError, Section, apply_overrides, flatten, to_dict, 
 from .data.loaders import LoaderConfig
 from .data.prepared import atomic_write_text
 from .evaluation import EvalConfig
-from .models.config import MODEL_OPTIONS, MODELS, ModelSpec
+from .models.config import MODEL_OPTIONS, MODELS, ModelSpec, uses_segmenter
 from .training import TrainConfig
 
 LABEL_KINDS = ("parts", "object", "bbox")
@@ -47,7 +47,7 @@ class DataConfig(LoaderConfig):
 
 
 class RunConfig(Section):
-    """Everything that defines one run. Build it with `load_run_config` or `validate(RunConfig, ...)`."""
+    """Everything that defines one run. Build it with `make_run_config` (values from `base_config`) or `validate(RunConfig, ...)`."""
 
     data: DataConfig
     model: ModelSpec = ModelSpec()
@@ -66,7 +66,7 @@ class RunConfig(Section):
 
     @property
     def is_part_model(self) -> bool:
-        return "encoder" in MODEL_OPTIONS[self.model.name]
+        return uses_segmenter(self.model.name)
 
 
 RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "train.log_every"})
@@ -108,10 +108,14 @@ def identity(config: RunConfig) -> dict[str, Any]:
     return {k: v for k, v in flatten(to_dict(config)).items() if k not in skip}
 
 
+def _digest(values: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of `values` as canonical JSON."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def config_hash(config: RunConfig) -> str:
     """SHA-256 (hex) of the identity, as canonical JSON."""
-    text = json.dumps(identity(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _digest(identity(config))
 
 
 _NOT_IN_CLEAN_PHASE = ("train.epochs_adv", *_ADVERSARIAL_KEYS, "train.eps")
@@ -135,20 +139,15 @@ def phase_identity(config: RunConfig, phase: str) -> dict[str, Any]:
 
 def phase_id(config: RunConfig, phase: str) -> str:
     """``<model>-<clean|pgd|trades>-<8 hex digits>``: the folder name of a shared training phase."""
-    text = json.dumps(phase_identity(config, phase), sort_keys=True, separators=(",", ":"))
     name = "clean" if phase == "clean" else config.train.method
-    return f"{config.model.name}-{name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-
-
-def _short(value: float) -> str:
-    return f"{value:g}"
+    return f"{config.model.name}-{name}-{_digest(phase_identity(config, phase))[:8]}"
 
 
 def run_id(config: RunConfig) -> str:
     """Readable prefix + 8 hex digits of the config hash: ``downsampled-pgd-1a2b3c4d``, ``bbox-trades-b2-...``."""
     parts = [config.model.name, config.train.training]
     if config.train.training == "trades":
-        parts.append(f"b{_short(config.train.beta)}")
+        parts.append(f"b{config.train.beta:g}")
     return "-".join(parts + [config_hash(config)[:8]])
 
 
@@ -212,14 +211,8 @@ def make_run_config(values: Mapping[str, Any], overrides: Mapping[str, Any] | No
     return validate(RunConfig, apply_overrides(values, overrides or {}), where=where)
 
 
-def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """`RunConfig` from a run config or params file (see `base_config`) plus dotted-key overrides."""
-    values, _ = base_config(path)
-    return make_run_config(values, overrides, where=str(path))
-
-
 def save_run_config(config: RunConfig, path: str | Path) -> None:
-    """Writes the full config (every key, defaults included) as YAML, loadable by `load_run_config`."""
+    """Writes the full config (every key, defaults included) as YAML, loadable by `base_config` + `make_run_config`."""
     atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 

@@ -195,8 +195,9 @@ def execute_one(config: RunConfig, experiment: str, runs_root: str | Path, runne
     """Runs one run in a child process (``python -m partrobust.run``), its output in ``log.txt``."""
     folder = run_dir_for(config, experiment, runs_root)
     rid = run_id(config)
-    if read_status(folder)["state"] == "done":
-        return RunReport(rid, folder, "skipped", metrics=read_status(folder).get("metrics", {}))
+    previous = read_status(folder)
+    if previous["state"] == "done":
+        return RunReport(rid, folder, "skipped", metrics=previous.get("metrics", {}))
     claim(folder, config, experiment)
     cmd = [sys.executable, "-m", "partrobust.run", str(folder / "config.yaml"), "--experiment", experiment,
            "--runs-root", str(runs_root), *(["--notebook"] if runner == "notebook" else [])]

@@ -24,6 +24,11 @@ MODELS: Registry[nn.Module] = Registry("model")
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {}
 """Registered model name -> the `ModelSpec` keys (besides ``name``) its constructor reads."""
 
+def uses_segmenter(name: str) -> bool:
+    """True for part models (a DeepLabv3+ segmenter plus a head), False for the baseline."""
+    return "encoder" in MODEL_OPTIONS[name]
+
+
 BBOX_SCORES = ("logits", "probability")
 OUTPUT_STRIDES = (8, 16)
 
@@ -90,4 +95,4 @@ class ModelConfig(ModelSpec):
     @property
     def pretrained_path(self) -> str | None:
         """The weights file this model's backbone loads: the baseline's or the encoder's."""
-        return self.pretrained_baseline if "arch" in MODEL_OPTIONS.get(self.name, ()) else self.pretrained_encoder
+        return self.pretrained_encoder if uses_segmenter(self.name) else self.pretrained_baseline

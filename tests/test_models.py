@@ -172,8 +172,8 @@ def test_bbox_score_option_changes_output(images: torch.Tensor) -> None:
 def test_config_errors() -> None:
     with pytest.raises(ValueError, match="part_to_class"):
         build_model(small_config("pixel", part_to_class=None))
-    with pytest.raises(KeyError, match="known models: bbox, downsampled, pixel, resnet, two_headed"):
-        build_model(small_config("vit"))
+    with pytest.raises(ValueError, match="unknown model 'vit'; known models: bbox, downsampled, pixel, resnet, two_headed"):
+        small_config("vit")  # refused when the config is built, before any model is
     with pytest.raises(ParameterError, match="num_class: unknown key; valid keys here: .*num_classes"):
         build_model({"name": "resnet", "num_class": 3})
     with pytest.raises(ParameterError, match="num_classes"):

@@ -25,10 +25,32 @@ def test_notebook_committed_without_outputs_with_one_parameters_cell(path):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_has_a_parameters_class_its_defaults_satisfy(path, monkeypatch):
+    """The parameters cell and its `Section` (NOTEBOOK_PARAMS) declare the same names, and the
+    defaults validate, so a params file can be checked before the notebook runs."""
+    from partrobust.config import validate
+    from partrobust.notebooks import notebook_defaults, params_class
+
+    monkeypatch.chdir(REPO)
+    cls = params_class(path.stem)
+    defaults = notebook_defaults(REPO, path.stem)
+    assert set(defaults) == set(cls.model_fields)
+    validate(cls, defaults)
+
+
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
-def test_params_files_are_valid_whole(path):
-    """Every notebook parameter name and every run config of every params file validates."""
+def test_params_files_are_valid_whole(path, tmp_path, monkeypatch):
+    """Every notebook parameter (name, type, range) and every run config of every params file validates.
+
+    The real datasets' raw folders are not on this machine, so they are created empty (relative
+    paths resolve against a temporary working folder); their absence is tested separately.
+    """
     plan = load_plan(path)
+    monkeypatch.chdir(tmp_path)
+    for values in plan.prepare.values():
+        if (values or {}).get("raw_root"):
+            (tmp_path / values["raw_root"]).mkdir(parents=True)
     notebook_plan(plan, path, "runs", REPO)
     configs = expand(plan, str(path))
     assert configs or plan.notebooks or plan.prepare

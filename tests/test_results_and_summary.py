@@ -8,7 +8,7 @@ import torch
 from partrobust.data.summary import images_per_class, part_pixels, parts_per_class
 from partrobust.evaluation import pixel_accuracy
 from partrobust.losses import UNLABELLED
-from partrobust.results import RESULT_COLUMNS, gather_results, read_results, result_rows, write_manifest, write_results
+from partrobust.results import RESULT_COLUMNS, gather_results, read_results, result_rows, write_manifest, add_results
 from partrobust.runconfig import make_run_config, run_id
 
 
@@ -32,7 +32,7 @@ def test_two_runs_differing_only_in_beta_give_two_sets_of_rows(tmp_path):
     for beta in (1.0, 2.0):
         config = _config(**{"train.method": "trades", "train.beta": beta})
         rows = result_rows([{"metric": "clean_accuracy", "value": 10 * beta, "n": 4}], config, experiment="e", dataset="d")
-        write_results(tmp_path / "e" / run_id(config) / "results.csv", rows)
+        add_results(tmp_path / "e" / run_id(config) / "results.csv", rows)
     frame = gather_results(tmp_path / "e")
     assert len(frame) == 2 and sorted(frame.beta) == [1.0, 2.0] and frame.run_id.nunique() == 2
     assert sorted(frame.value) == [10.0, 20.0]

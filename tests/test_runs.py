@@ -7,38 +7,28 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-import torch
-import yaml
-
 import partrobust.evaluation as evaluation
 import partrobust.run as run_module
 import partrobust.training as training
+import pytest
+import torch
+import yaml
+from conftest import REPO, tiny_run_values
 from partrobust.data.loaders import LoaderConfig, build_loaders
 from partrobust.models import ModelConfig, build_model
 from partrobust.results import gather_results
-from partrobust.run import Run, execute_run, main as run_main
+from partrobust.run import Run, execute_run
+from partrobust.run import main as run_main
 from partrobust.runconfig import identity, make_run_config, run_id
 from partrobust.training import ConfigMismatchError, TrainConfig, fit
 
-REPO = Path(__file__).resolve().parents[1]
-
-TINY = {
-    "data": {"crop_size": 32, "resize_size": 32, "batch_size": 16, "train_limit": 32},
-    "model": {"name": "bbox", "arch": "resnet10t", "encoder": "tu-resnet10t"},
-    "train": {"epochs_clean": 1, "epochs_adv": 1, "steps": 1, "val_steps": 1, "val_limit": 16, "val_every": 1},
-    "eval": {"limit": 8, "pgd_steps": 2, "pgd_restarts": 1, "autoattack": False},
-    "device": "cpu",
-    "progress": False,
-}
-
 
 def tiny_config(dataset: Path, **overrides):
-    return make_run_config({**TINY, "data": {**TINY["data"], "root": str(dataset)}}, overrides)
+    return make_run_config(tiny_run_values(dataset), overrides)
 
 
 def write_plan(path: Path, dataset: Path, sweep, experiment: str = "sweep") -> Path:
-    plan = {"experiment": experiment, "config": {**TINY, "data": {**TINY["data"], "root": str(dataset)}}, "sweep": sweep}
+    plan = {"experiment": experiment, "config": tiny_run_values(dataset), "sweep": sweep}
     path.write_text(yaml.safe_dump(plan))
     return path
 
@@ -152,7 +142,7 @@ def test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others(tiny_da
     history = [json.loads(line) for line in (second / "train" / "clean" / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2]
     failed = [line for line in summary.splitlines() if line.startswith("bbox-") and " failed " in line]
-    assert len(failed) == 1 and "UnpicklingError" in failed[0], summary
+    assert len(failed) == 1 and "CorruptCheckpointError" in failed[0], summary
     results = gather_results(runs / "sweep")
     assert sorted(results.seed.unique()) == [1, 2, 3]
 
@@ -190,11 +180,12 @@ def test_a_run_failing_in_its_notebook_reports_the_cell(tiny_dataset, tmp_path):
     bad_weights = tmp_path / "corrupt.pt"
     bad_weights.write_bytes(b"not a checkpoint")
     config = tiny_config(tiny_dataset, **{"model.pretrained_encoder": str(bad_weights)})
-    with pytest.raises(RunFailed, match=r"failed in cell \[\d+\] of .*01_pgd_training\.ipynb") as err:
+    with pytest.raises(RunFailed, match=r"failed in cell \[\d+\], at: .*\n.*\n  executed notebook: .*01_pgd_training\.ipynb") as err:
         execute_run_notebook(config, "exp", tmp_path, log_output=False)
     status = json.loads((tmp_path / "exp" / run_id(config) / "status.json").read_text())
     assert status["state"] == "failed" and status["cell"] >= 1 and status["notebook"].endswith("01_pgd_training.ipynb")
-    assert status["error"].startswith("UnpicklingError") and "UnpicklingError" in str(err.value)
+    assert status["error"].startswith("CorruptCheckpointError") and "corrupt.pt" in str(err.value)
+    assert "rerun: python -m partrobust.run" in str(err.value)
 
 
 @pytest.mark.slow

@@ -6,13 +6,14 @@ never a bool, ``"0.1"`` is not a float). `validate` turns pydantic's errors into
 `ParameterError` whose lines name the full dotted key (``train.eps: ...``), so a misspelt name or
 a wrong type fails before any long compute starts.
 
-eps and step sizes are `Fraction` fields: a number or a fraction string such as ``"8/255"``,
-stored as a float and written back as ``"8/255"`` when the value is a whole number of 1/255 steps
+eps and step sizes are `Fraction` fields: a number in (0, 1] or a fraction string such as
+``"8/255"`` (``8`` is refused with a hint to write ``8/255``), stored as a float and written back as ``"8/255"`` when the value is a whole number of 1/255 steps
 (so configs and run ids stay readable).
 """
 from __future__ import annotations
 
 import copy
+import re
 import types
 from fractions import Fraction as _Fraction
 from typing import Annotated, Any, Mapping, TypeVar
@@ -56,9 +57,20 @@ def parse_fraction(value: float | int | str, key: str = "value") -> float:
 
 def _parse_fraction_field(value: Any) -> float:
     try:
-        return parse_fraction(value)
-    except ParameterError as err:  # pydantic reports ValueErrors with the field's location
-        raise ValueError(str(err).removeprefix("value: ")) from None
+        number = parse_fraction(value)
+    except ParameterError as err:  # pydantic reports ValueErrors with the field's location and input
+        raise ValueError(str(err).removeprefix("value: ").split(", got ")[0]) from None
+    return check_pixel_budget(number)
+
+
+def check_pixel_budget(value: float) -> float:
+    """eps and step sizes live in [0, 1] pixel units: (0, 1], with a hint for a forgotten ``/255``."""
+    if not value > 0:
+        raise ValueError("must be > 0 (a budget in [0, 1] pixel units, e.g. 8/255)")
+    if value > 1:
+        hint = f"; {value:g} looks like 0-255 units: write {value:g}/255" if value <= 255 else ""
+        raise ValueError(f"must be <= 1: budgets are in [0, 1] pixel units{hint}")
+    return value
 
 
 def format_fraction(value: float) -> float | str:
@@ -70,7 +82,7 @@ def format_fraction(value: float) -> float | str:
 
 
 Fraction = Annotated[float, BeforeValidator(_parse_fraction_field), PlainSerializer(format_fraction)]
-"""A float field that also accepts ``"8/255"`` and is written back in that form."""
+"""An eps or step size: a number in (0, 1] (pixel units) or a string such as ``"8/255"``, written back in that form."""
 
 
 # --------------------------------------------------------------------------- validation
@@ -100,7 +112,11 @@ def format_validation_error(err: ValidationError, cls: type[BaseModel], where: s
             lines.append(f"{key}: required but missing")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}: {msg} (got {type(e['input']).__name__} {e['input']!r})")
+            shown = "" if isinstance(e["input"], Mapping) else f" (got {type(e['input']).__name__} {e['input']!r})"
+            if not e["loc"] and re.match(r"[\w.]+: ", msg):  # a cross-field check that names its key itself
+                lines.append(msg)
+            else:
+                lines.append(f"{key}: {msg}{shown}")
     head = f"invalid {where}: " if where else ""
     return head + ("\n  ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines))
 

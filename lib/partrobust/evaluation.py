@@ -13,8 +13,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .attacks import PGD, AutoAttack
-from pydantic import Field
+from .attacks import PGD, AutoAttack, check_images, check_logits
+from .attacks.autoattack import KNOWN_ATTACKS
+from pydantic import Field, field_validator
 
 from .config import Fraction, Section, format_fraction
 from .losses import UNLABELLED
@@ -24,14 +25,28 @@ from .utils import float32_precision
 class EvalConfig(Section):
     """Which attacks run on the test split and with what budget (section ``eval``; paper defaults)."""
 
-    eps: Fraction = Field("8/255", gt=0, le=1, description="L-inf budget of the test attacks")
+    eps: Fraction = Field("8/255", description="L-inf budget of the test attacks")
     pgd_steps: int = Field(100, ge=1, description="test PGD steps")
-    pgd_step_size: Fraction = Field(0.001, gt=0, le=1, description="test PGD step")
+    pgd_step_size: Fraction = Field(0.001, description="test PGD step")
     pgd_restarts: int = Field(5, ge=1, description="test PGD restarts (a sample is broken if any restart fools the model)")
     autoattack: bool = Field(True, description="run AutoAttack (standard version)")
     autoattack_attacks: list[str] | None = Field(None, description="None: the standard suite for the class count; or a list, e.g. [apgd-ce, apgd-t]")
     limit: int | None = Field(None, ge=1, description="evaluate the first N test images (None: all)")
     batch_size: int = Field(128, ge=1, description="evaluation batch size")
+
+    @field_validator("autoattack_attacks")
+    @classmethod
+    def _known_attacks(cls, attacks: list[str] | None) -> list[str] | None:
+        if attacks is None:
+            return None
+        if not attacks:
+            raise ValueError("empty list: name at least one attack, or null for the standard suite")
+        unknown = [a for a in attacks if a not in KNOWN_ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown AutoAttack attack(s) {unknown}; known: {', '.join(KNOWN_ATTACKS)}")
+        if len(set(attacks)) != len(attacks):
+            raise ValueError(f"attacks listed twice: {sorted({a for a in attacks if attacks.count(a) > 1})}")
+        return attacks
 
     def pgd(self) -> PGD:
         return PGD(eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps, restarts=self.pgd_restarts)
@@ -77,6 +92,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> tuple[t
             masks.append(seg.argmax(1).cpu())
         else:
             logits = model(xb)
+        check_logits(logits)
         preds.append(logits.argmax(1).cpu())
     return torch.cat(preds), (torch.cat(masks) if masks else None)
 
@@ -90,6 +106,7 @@ def pixel_accuracy(pred_masks: torch.Tensor, true_masks: torch.Tensor) -> torch.
 
 def pgd_examples(model: nn.Module, attack: PGD, x: torch.Tensor, y: torch.Tensor, batch_size: int, progress: bool) -> torch.Tensor:
     """Runs `attack` batch by batch on the model's device; returns CPU adversarial images."""
+    check_images(x, "PGD inputs")
     device = next(model.parameters()).device
     out = []
     for xb, yb in tqdm(list(_batches(x, y, batch_size=batch_size)), desc="PGD", disable=not progress, leave=False):
@@ -121,6 +138,8 @@ def evaluate(
 def _evaluate(model, x, masks, y, cfg: EvalConfig, state_dir, seed: int, progress: bool):
     model.eval()
     device = next(model.parameters()).device
+    check_images(x, "test images")
+    predictions = {"clean": predict(model, x, cfg.batch_size)}  # fails fast on NaN logits, before any attack
     inputs: dict[str, torch.Tensor] = {"clean": x, "pgd": pgd_examples(model, cfg.pgd(), x, y, cfg.batch_size, progress)}
     notes = {"clean": "", "pgd": f"{cfg.pgd_steps} steps, step {format_fraction(cfg.pgd_step_size)}, {cfg.pgd_restarts} restarts"}
     robust_override = {}
@@ -132,7 +151,7 @@ def _evaluate(model, x, masks, y, cfg: EvalConfig, state_dir, seed: int, progres
         robust_override["autoattack"] = result.robust.cpu()
     rows = []
     for setting, xs in inputs.items():
-        preds, pred_masks = predict(model, xs, cfg.batch_size)
+        preds, pred_masks = predictions[setting] if setting in predictions else predict(model, xs, cfg.batch_size)
         correct = preds == y
         if setting in robust_override:  # pointwise worst case as AutoAttack scored it
             correct = robust_override[setting]

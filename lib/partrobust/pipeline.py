@@ -19,63 +19,49 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from .config import ParameterError
 from .data.prepared import PreparedDatasetError
-from .runconfig import RunConfig
+from .data import scan_prepared
+from .runconfig import RunConfig, used_rows
 from .sweep import Plan, RunReport, expand, load_plan, run_sweep, select, status_table, summary_table, swept_keys
-from .utils import find_repo_root
+from .notebooks import NotebookFailed, check_parameters, execute, notebook_defaults
+from .utils import find_repo_root, refuse_source_location
 
-NOTEBOOK_DIR = "notebooks"
 # Values the pipeline passes to a notebook that declares these parameters (unless the file sets them).
 INJECTED = ("params_file", "run_dir", "runs_root", "experiment")
 
 
-class NotebookFailed(RuntimeError):
-    """A prepare or report notebook raised."""
-
-
-def notebook_parameters(repo: Path, stem: str) -> set[str]:
-    import papermill as pm
-
-    path = repo / NOTEBOOK_DIR / f"{stem}.ipynb"
-    if not path.is_file():
-        raise ParameterError(f"notebook {NOTEBOOK_DIR}/{stem}.ipynb does not exist")
-    return set(pm.inspect_notebook(str(path)))
-
-
 def notebook_plan(plan: Plan, params_file: str | Path, runs_root: str | Path, repo: Path) -> dict[str, dict[str, Any]]:
-    """{stem: parameters} of the prepare and report notebooks, checked against their parameters cells."""
+    """{stem: parameters} of the prepare and report notebooks, each validated as the notebook will (names, types, ranges)."""
     injected = {"params_file": str(params_file), "run_dir": str(Path(runs_root) / plan.experiment),
                 "runs_root": str(runs_root), "experiment": plan.experiment}
     out = {}
     for stem, values in [*plan.prepare.items(), *plan.notebooks.items()]:
-        known = notebook_parameters(repo, stem)
-        values = dict(values or {})
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ParameterError(f"{params_file}: {stem} has no parameter(s) {unknown}; its parameters: {sorted(known)}")
-        out[stem] = {**{k: v for k, v in injected.items() if k in known}, **values}
+        known = set(notebook_defaults(repo, stem))
+        values = {**{k: v for k, v in injected.items() if k in known}, **dict(values or {})}
+        out[stem] = check_parameters(repo, stem, values, where=str(params_file))
     return out
 
 
-def execute_notebook(repo: Path, stem: str, parameters: dict[str, Any], output: Path, progress: bool) -> None:
-    """Executes one notebook; a failure raises `NotebookFailed` naming the cell, the error and the output."""
-    import papermill as pm
+def scan_data(configs: list[RunConfig], progress: bool = True) -> None:
+    """Scans every dataset the runs read (the rows they use) once, before the first run starts,
+    so a bad file stops the batch at once instead of failing each run (see `partrobust.data.scan`)."""
+    needs: dict[str, dict[str, int | None]] = {}
+    for config in (c for c in configs if c.data.scan):
+        rows = needs.setdefault(config.data.labelled_root, {})
+        for split, n in used_rows(config).items():
+            rows[split] = n if split not in rows else (None if rows[split] is None or n is None else max(rows[split], n))
+    for root, rows in needs.items():
+        report = scan_prepared(root, rows, progress=progress)
+        print(f"[partrobust] {report.summary()}", flush=True)
+        report.raise_if_bad()
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[partrobust] {stem} -> {output}", flush=True)
-    t0 = time.time()
-    try:
-        pm.execute_notebook(str(repo / NOTEBOOK_DIR / f"{stem}.ipynb"), str(output), parameters=parameters,
-                            kernel_name="python3", cwd=str(repo), progress_bar=False, log_output=progress)
-    except pm.PapermillExecutionError as err:
-        raise NotebookFailed(f"{stem} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue}\n"
-                             f"  executed notebook: {output}") from None
-    print(f"[partrobust] {stem} done in {time.time() - t0:.0f} s", flush=True)
+
+def _rerun_command(params_file: str | Path, stem: str) -> str:
+    return f"python -m partrobust.pipeline {params_file} --notebooks {stem}"
 
 
 def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: list[str] | None = None, jobs: int = 1,
@@ -83,6 +69,7 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
         repo: Path | None = None) -> list[RunReport]:
     """Executes a params file (see the module docstring); returns the runs' reports."""
     repo = repo or find_repo_root()
+    refuse_source_location(runs_root, "runs root")
     plan = load_plan(params_file)
     configs: list[RunConfig] = expand(plan, str(params_file))
     nb_params = notebook_plan(plan, params_file, runs_root, repo)
@@ -100,7 +87,8 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
             print(status_table(configs, plan.experiment, runs_root, swept_keys(plan)).to_string(index=False, na_rep="-"))
         return []
     for stem in (s for s in plan.prepare if s in nb_params):
-        execute_notebook(repo, stem, nb_params[stem], experiment_dir / f"{stem}.ipynb", progress)
+        _execute(repo, stem, nb_params[stem], experiment_dir, progress, params_file)
+    scan_data(configs, progress)
     reports = run_sweep(configs, plan.experiment, runs_root, jobs, runner) if configs else []
     if reports:
         print(f"[partrobust] {plan.experiment}: {len(reports)} run(s)\n" + summary_table(reports).to_string(index=False), flush=True)
@@ -110,8 +98,15 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
               "(finished runs are skipped). Report notebooks are not run.", flush=True)
         return reports
     for stem in (s for s in plan.notebooks if s in nb_params):
-        execute_notebook(repo, stem, nb_params[stem], experiment_dir / f"{stem}.ipynb", progress)
+        _execute(repo, stem, nb_params[stem], experiment_dir, progress, params_file)
     return reports
+
+
+def _execute(repo: Path, stem: str, parameters: dict[str, Any], experiment_dir: Path, progress: bool, params_file: str | Path) -> None:
+    output = experiment_dir / f"{stem}.ipynb"
+    print(f"[partrobust] {stem} -> {output}", flush=True)
+    seconds = execute(repo, stem, parameters, output, log_output=progress, rerun=_rerun_command(params_file, stem))
+    print(f"[partrobust] {stem} done in {seconds:.0f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 import torch
 
-from .data.prepared import atomic_write_text
+from .fileio import atomic_write_text, file_lock
 from .runconfig import RESULT_INDEX, RunConfig, config_hash, resolved, run_id
 
 _PACKAGES = ["partrobust", "torch", "torchvision", "timm", "segmentation-models-pytorch", "pyautoattack", "numpy", "pandas", "papermill", "pydantic"]
@@ -43,11 +43,23 @@ def result_rows(
     ]
 
 
-def write_results(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Writes one run's rows to its own CSV (atomically: a reader never sees half a file)."""
-    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    atomic_write_text(path, frame.to_csv(index=False))
-    return frame
+def add_results(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Adds `rows` to the results file at `path` (created if missing) and returns the whole file.
+
+    A row replaces an existing one with the same run id and metric (a re-evaluation). The
+    read-modify-write happens under a lock beside the file and ends in an atomic rename, so
+    concurrent writers (evaluations of one run in several processes) lose no row and a kill
+    leaves the previous file intact.
+    """
+    path = Path(path)
+    new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        if path.is_file():
+            old = read_results(path)
+            replaced = old.set_index(["run_id", "metric"]).index.isin(new.set_index(["run_id", "metric"]).index)
+            new = pd.concat([old[~replaced], new], ignore_index=True) if (~replaced).any() else new
+        atomic_write_text(path, new.to_csv(index=False))
+    return new
 
 
 def read_results(path: str | Path) -> pd.DataFrame:

@@ -28,15 +28,18 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from .attacks import select_attacks
 from .config import ParameterError, Section, parse_assignment, to_dict
-from .data import validate_prepared
+from .data import scan_prepared, validate_prepared
 from .data.loaders import build_loaders
 from .data.prepared import PreparedDatasetError
 from .evaluation import collect, evaluate, pgd_examples, predict
 from .models import ModelConfig, build_model, count_parameters
-from .results import RESULTS_FILE, gather_results, result_rows, write_manifest, write_results
+from .notebooks import NotebookFailed, execute
+from .results import RESULTS_FILE, add_results, gather_results, result_rows, write_manifest
 from .rundir import TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
-from .runconfig import RunConfig, base_config, config_hash, identity, make_run_config, phase_id, phase_identity, run_id
+from .runconfig import (RunConfig, base_config, config_hash, identity, make_run_config, phase_id, phase_identity, run_id,
+                        used_rows)
 from .training import ConfigMismatchError, FitResult, fit
 from .utils import find_repo_root, float32_precision, resolve_device, seed_everything
 
@@ -74,7 +77,17 @@ class Run:
         self.id = run_id(config)
         self.dir = Path(run_dir) if run_dir is not None else Path(runs_root) / experiment / self.id
         check_folder(self.dir, config)
-        self.metadata = validate_prepared(config.data.labelled_root)
+        if config.data.labels != "parts" and not Path(config.data.labelled_root).is_dir():
+            raise PreparedDatasetError(f"data.labels: {config.data.labels!r} labels are read from {config.data.labelled_root}, which does "
+                                       f"not exist; derive it with notebook 00 (variants: [{config.data.labels}])")
+        self.metadata = validate_prepared(config.data.labelled_root, check_files=not config.data.scan)
+        if config.data.scan:  # every file the run reads, before any compute (cached: instant on reruns)
+            scan_prepared(config.data.labelled_root, used_rows(config), progress=config.progress).raise_if_bad()
+        if config.eval.autoattack:
+            try:
+                select_attacks(self.metadata.num_classes, config.eval.autoattack_attacks)
+            except ValueError as err:
+                raise ParameterError(f"eval.autoattack_attacks: {err}") from None
         self.model_config = self._model_config()
         path = self.model_config.pretrained_path
         if path is not None and not Path(path).is_file():
@@ -212,7 +225,7 @@ class Run:
         x, masks, y = self.test_set
         rows, _ = evaluate(self.model, x, masks, y, self.config.eval, self.dir, seed=self.config.seed, progress=self.config.progress)
         tidy = result_rows(rows, self.config, experiment=self.experiment, dataset=self.dataset_name)
-        return write_results(self.dir / RESULTS_FILE, tidy)
+        return add_results(self.dir / RESULTS_FILE, tidy)
 
     def results(self) -> pd.DataFrame:
         return gather_results(self.dir / RESULTS_FILE)
@@ -291,30 +304,25 @@ class RunFailed(RuntimeError):
 def execute_run_notebook(config: RunConfig, experiment: str = DEFAULT_EXPERIMENT, runs_root: str | Path = "runs",
                          run_dir: str | Path | None = None, log_output: bool = True) -> Run:
     """Like `execute_run`, but executes notebook 01 for the run; the executed copy lands in the run folder."""
-    import papermill as pm
-
     run = Run(config, experiment, runs_root, run_dir)
     if run.done:
         _log(f"run {run.id} is already finished ({run.dir}): nothing to do")
         return run
     claim(run.dir, config, experiment)
-    repo = find_repo_root()
     output = run.dir / f"{RUN_NOTEBOOK}.ipynb"
     _log(f"run {run.id} -> {output}")
     t0 = time.time()
+    parameters = {"config": str(run.dir / "config.yaml"), "overrides": {}, "experiment": experiment,
+                  "runs_root": str(runs_root), "folder": str(run.dir)}
+    rerun = f"python -m partrobust.run {run.dir / 'config.yaml'} --notebook"
     try:
-        pm.execute_notebook(
-            str(repo / "notebooks" / f"{RUN_NOTEBOOK}.ipynb"), str(output),
-            parameters={"config": str(run.dir / "config.yaml"), "overrides": {}, "experiment": experiment,
-                        "runs_root": str(runs_root), "folder": str(run.dir)},
-            kernel_name="python3", cwd=str(repo), progress_bar=False, log_output=log_output,
-        )
-    except pm.PapermillExecutionError as err:
-        if err.ename == "RunBusyError":
-            raise RunBusyError(err.evalue) from None
-        write_status(run.dir, "failed", error=f"{err.ename}: {err.evalue}", cell=err.exec_count, notebook=str(output),
+        execute(find_repo_root(), RUN_NOTEBOOK, parameters, output, log_output=log_output, rerun=rerun)
+    except NotebookFailed as err:
+        if err.error.startswith("RunBusyError"):
+            raise RunBusyError(err.error.split(": ", 1)[1]) from None
+        write_status(run.dir, "failed", error=err.error, cell=err.cell, line=err.line, notebook=str(output),
                      wall_time_s=round(time.time() - t0, 1))
-        raise RunFailed(f"run {run.id} failed in cell [{err.exec_count}] of {output}: {err.ename}: {err.evalue}") from None
+        raise RunFailed(f"run {run.id}: {err}") from None
     status = read_status(run.dir)
     _log(f"run {run.id} done in {time.time() - t0:.0f} s: {status.get('metrics', {})}")
     return run

@@ -20,14 +20,15 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+import torch
 import yaml
 from pydantic import Field, field_validator
 
 from .config import ParameterError, Section, apply_overrides, flatten, to_dict, validate
 from .data.loaders import LoaderConfig
-from .data.prepared import atomic_write_text
+from .fileio import atomic_write_text
 from .evaluation import EvalConfig
-from .models.config import MODEL_OPTIONS, MODELS, ModelSpec, uses_segmenter
+from .models.config import MODEL_OPTIONS, ModelSpec, uses_segmenter
 from .training import TrainConfig
 
 LABEL_KINDS = ("parts", "object", "bbox")
@@ -37,6 +38,7 @@ class DataConfig(LoaderConfig):
     """Which prepared dataset and labels a run uses, and how they are loaded (section ``data``)."""
 
     root: str = Field(description="prepared dataset folder (notebook 00); label variants live beside it")
+    scan: bool = Field(True, description="check every image and mask the run uses before training (cached by size and mtime; false skips it for huge data)")
     labels: Literal["parts", "object", "bbox"] = Field(
         "parts", description="segmentation labels: part masks, object masks (Table 15) or part boxes (Table 14); the latter two are read from the ROOT-object / ROOT-bbox variant folders (notebook 00)")
 
@@ -57,19 +59,28 @@ class RunConfig(Section):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (does not change the run id)")
     progress: bool = Field(True, description="progress bars and per-epoch lines")
 
-    @field_validator("model")
+    @field_validator("device")
     @classmethod
-    def _known_model(cls, spec: ModelSpec) -> ModelSpec:
-        if spec.name not in MODELS:
-            raise ValueError(f"unknown model {spec.name!r}; known models: {', '.join(MODELS.names())}")
-        return spec
+    def _known_device(cls, device: str) -> str:
+        if device == "auto":
+            return device
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps") from None
+        return device
 
     @property
     def is_part_model(self) -> bool:
         return uses_segmenter(self.model.name)
 
 
-RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "train.log_every"})
+def used_rows(config: RunConfig) -> dict[str, int | None]:
+    """How many leading rows of each split the run reads (None: all), for the data scan."""
+    return {"train": config.data.train_limit, "val": config.train.val_limit, "test": config.eval.limit}
+
+
+RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.scan", "train.log_every"})
 """Keys that never change a result: left out of the identity, free to change when resuming."""
 
 _ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size")
@@ -188,7 +199,12 @@ def read_yaml(path: str | Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ParameterError(f"{path}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+        problem = " ".join(str(p) for p in (getattr(err, "context", None), getattr(err, "problem", None)) if p) or str(err)
+        raise ParameterError(f"{where}: not valid YAML: {problem}") from None
+    except UnicodeDecodeError as err:
+        raise ParameterError(f"{path}: not a text file ({err.reason} at byte {err.start})") from None
 
 
 def base_config(path: str | Path) -> tuple[dict[str, Any], str | None]:

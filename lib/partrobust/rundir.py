@@ -23,10 +23,10 @@ from typing import Any, Iterator
 
 
 from .config import diff_flat
-from .data.prepared import atomic_write_text
+from .fileio import atomic_write_text, file_lock, remove_stale_temporaries
 from .runconfig import RunConfig, config_hash, identity, run_id, save_run_config
 from .training import ConfigMismatchError
-from .utils import file_lock
+from .utils import refuse_source_location
 
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
@@ -45,7 +45,8 @@ def run_dir_for(config: RunConfig, experiment: str, runs_root: str | Path = "run
 
 
 def check_folder(run_dir: Path, config: RunConfig) -> None:
-    """Refuses a run folder that another configuration wrote, naming the changed keys."""
+    """Refuses a run folder inside the sources, or one that another configuration wrote (naming the changed keys)."""
+    refuse_source_location(run_dir, "run folder")
     record_path = run_dir / RUN_FILE
     if not record_path.is_file():
         return
@@ -61,6 +62,8 @@ def claim(run_dir: Path, config: RunConfig, experiment: str) -> None:
     """Creates or reopens the folder of `config` (config.yaml, run.json); refuses one that another config wrote."""
     check_folder(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(run_dir):
+        print(f"[partrobust] removed {stale}, left by a killed writer", flush=True)
     save_run_config(config, run_dir / CONFIG_FILE)  # rewritten: runtime keys (device, progress) may change
     record = {"run_id": run_id(config), "config_hash": config_hash(config), "experiment": experiment, "identity": identity(config)}
     atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2))
@@ -75,12 +78,13 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 
 
 def write_status(run_dir: Path, state: str, **fields: Any) -> dict[str, Any]:
-    """Replaces the status with `state` and `fields` (keeps ``started``); returns it."""
-    old = read_status(run_dir)
-    status = {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields}
-    if "started" in old and "started" not in status:
-        status["started"] = old["started"]
-    atomic_write_text(run_dir / STATUS_FILE, json.dumps(status, indent=2, default=str))
+    """Replaces the status with `state` and `fields` (keeps ``started``, under a lock); returns it."""
+    with file_lock(run_dir / f".{STATUS_FILE}.lock"):
+        old = read_status(run_dir)
+        status = {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields}
+        if "started" in old and "started" not in status:
+            status["started"] = old["started"]
+        atomic_write_text(run_dir / STATUS_FILE, json.dumps(status, indent=2, default=str))
     return status
 
 

@@ -52,6 +52,9 @@ class SweepBlock(Section):
 
     @model_validator(mode="after")
     def _equal_zip_lengths(self) -> "SweepBlock":
+        empty = [f"{part}.{k}" for part, values in (("grid", self.grid), ("zip", self.zip)) for k, v in values.items() if not v]
+        if empty:
+            raise ValueError(f"{empty[0]}: empty list of values (the block would have no runs)")
         lengths = {k: len(v) for k, v in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"zip lists must have equal lengths, got {lengths}")

@@ -27,8 +27,8 @@ from pydantic import Field, model_validator
 
 from .config import Fraction, Section, diff_flat
 from .losses import part_model_loss, trades_loss
-from .data.prepared import atomic_write_text
-from .utils import atomic_torch_save, file_lock, float32_precision, rng_state, set_rng_state
+from .fileio import atomic_torch_save, atomic_write_text, file_lock, load_checkpoint, remove_stale_temporaries
+from .utils import float32_precision, rng_state, set_rng_state
 
 ADV_METHODS = ("pgd", "trades")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -45,12 +45,12 @@ class TrainConfig(Section):
     weight_decay: float = Field(5e-4, ge=0, description="weight decay on weights (not biases or normalisation)")
     c_seg: float = Field(0.5, ge=0, le=1, description="weight of the segmentation loss (part models)")
     beta: float = Field(1.0, ge=0, description="TRADES beta")
-    eps: Fraction = Field("8/255", gt=0, le=1, description="L-inf budget of the training and validation attacks")
-    step_size: Fraction = Field("2/255", gt=0, le=1, description="training attack step (paper text 2/255; the reference code used 1/255, decision 1)")
+    eps: Fraction = Field("8/255", description="L-inf budget of the training and validation attacks")
+    step_size: Fraction = Field("2/255", description="training attack step (paper text 2/255; the reference code used 1/255, decision 1)")
     steps: int = Field(10, ge=1, description="training attack steps")
     val_every: int = Field(2, ge=1, description="validate every N epochs (and after the last)")
     val_steps: int = Field(100, ge=1, description="validation PGD steps")
-    val_step_size: Fraction = Field(0.002, gt=0, le=1, description="validation PGD step")
+    val_step_size: Fraction = Field(0.002, description="validation PGD step")
     val_limit: int | None = Field(None, ge=1, description="validation images per check (None: all)")
     bf16: bool = Field(False, description="bf16 autocast for training on CUDA (evaluation stays fp32)")
     tf32: bool = Field(False, description="TF32 matmuls and convolutions for training on CUDA (restored afterwards)")
@@ -247,6 +247,7 @@ def fit_phase(
     `ConfigMismatchError` naming the changed keys.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir, recursive=False)  # a killed checkpoint write leaves its temporary file
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     adversarial = method in ADV_METHODS
     optimizer = torch.optim.SGD(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
@@ -257,7 +258,7 @@ def fit_phase(
     config = dict(fingerprint) if fingerprint is not None else None
     start_epoch, history, best = 0, [], None
     if last_path.exists():
-        state = torch.load(last_path, map_location=device, weights_only=False)
+        state = load_checkpoint(last_path, map_location=device)
         _checkpoint_config(state, last_path, fingerprint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -312,7 +313,7 @@ def fit_phase(
 
 def load_weights(model: nn.Module, checkpoint: Path, device: torch.device) -> nn.Module:
     """Loads the ``model`` entry of a checkpoint written by this module."""
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = load_checkpoint(checkpoint, map_location=device)
     model.load_state_dict(state["model"])
     return model
 

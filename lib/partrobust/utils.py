@@ -1,7 +1,6 @@
-"""Small shared helpers: seeding, devices, RNG state capture, atomic saves."""
+"""Small shared helpers: seeding, devices, float32 precision, RNG state capture, the repository root."""
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 from contextlib import contextmanager
@@ -30,19 +29,6 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 @contextmanager
-def file_lock(path: str | os.PathLike, blocking: bool = True) -> Iterator[None]:
-    """Holds an exclusive ``flock`` on `path` for the block (released when the process dies, too).
-
-    Non-blocking: raises `BlockingIOError` at once if another process holds it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        yield
-
-
-@contextmanager
 def float32_precision(tf32: bool) -> Iterator[None]:
     """Inside the block, CUDA fp32 matmuls and cuDNN convolutions use TF32 (``tf32=True``) or full
     IEEE fp32 (``tf32=False``); the previous settings are restored on exit.
@@ -63,28 +49,34 @@ def float32_precision(tf32: bool) -> Iterator[None]:
 
 
 def rng_state() -> dict[str, Any]:
-    """All global RNG states, for checkpoints that resume bit-for-bit."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """All global RNG states, for checkpoints that resume bit-for-bit.
+
+    Plain values and tensors only (numpy's key array becomes a tensor), so checkpoints load
+    with ``torch.load(weights_only=True)``.
+    """
+    version, mt_state, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(mt_state), "gauss": gauss},
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)), "pos": int(numpy_state["state"]["pos"]),
+                  "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restores what `rng_state` captured."""
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+    numpy = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
+                         "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"]})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """Saves via a temporary file and rename, so a kill never leaves a truncated checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # unique per process: concurrent writers never collide
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def find_repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -98,3 +90,23 @@ def find_repo_root(start: str | os.PathLike | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
             return folder
     raise FileNotFoundError(f"no partrobust checkout (pyproject.toml + notebooks/) found above {here}")
+
+
+SOURCE_FOLDERS = ("notebooks", "lib", "params", "tests")
+"""Folders of a checkout that hold sources: no output may be written inside them."""
+
+
+def refuse_source_location(path: str | os.PathLike, key: str) -> None:
+    """Raises `ParameterError` when output `path` is a checkout's root or lies in one of its
+    `SOURCE_FOLDERS`, so an executed notebook or a run folder never overwrites a source file."""
+    from .config import ParameterError
+
+    target = Path(path).resolve()
+    for folder in (target, *target.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            inside = target.relative_to(folder).parts
+            if not inside or inside[0] in SOURCE_FOLDERS:
+                where = "the repository root" if not inside else f"the source folder {inside[0]}/"
+                raise ParameterError(f"{key}: {path} is {'' if not inside else 'inside '}{where}; outputs never go "
+                                     "there (they could overwrite sources): use a folder under runs/")
+            return

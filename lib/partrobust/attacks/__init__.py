@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from ..registry import Registry
 from .autoattack import AutoAttack, AutoAttackResult, select_attacks
-from .base import eval_mode
+from .base import InvalidInputError, check_images, check_logits, eval_mode
 from .pgd import PGD
 from .trades import TradesKL
 
@@ -20,4 +20,5 @@ def build_attack(name: str, **kwargs: Any) -> Callable[..., Any]:
     return ATTACKS.build(name, **kwargs)
 
 
-__all__ = ["ATTACKS", "AutoAttack", "AutoAttackResult", "PGD", "TradesKL", "build_attack", "eval_mode", "select_attacks"]
+__all__ = ["ATTACKS", "AutoAttack", "AutoAttackResult", "InvalidInputError", "PGD", "TradesKL", "build_attack", "check_images",
+           "check_logits", "eval_mode", "select_attacks"]

@@ -25,20 +25,20 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..utils import atomic_torch_save
-from .base import eval_mode
+from ..fileio import atomic_torch_save, load_checkpoint
+from .base import check_images, check_logits, eval_mode
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 FEW_CLASS_ATTACKS = ("apgd-ce", "fab", "square")
-_KNOWN_ATTACKS = {"apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square"}
+KNOWN_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 
 
 def select_attacks(num_classes: int, attacks: list[str] | None = None) -> tuple[list[str], str]:
     """Picks the attack list for `num_classes`; returns (attacks, human-readable note)."""
     if attacks is not None:
-        unknown = sorted(set(attacks) - _KNOWN_ATTACKS)
+        unknown = sorted(set(attacks) - set(KNOWN_ATTACKS))
         if unknown:
-            raise ValueError(f"unknown AutoAttack attacks {unknown}; known: {sorted(_KNOWN_ATTACKS)}")
+            raise ValueError(f"unknown AutoAttack attacks {unknown}; known: {list(KNOWN_ATTACKS)}")
         needs_four = {"apgd-t", "fab-t"} & set(attacks)
         if needs_four and num_classes < 4:
             raise ValueError(f"{sorted(needs_four)} need at least 4 classes (DLR-targeted), got C={num_classes}")
@@ -99,11 +99,12 @@ class AutoAttack:
         from pyautoattack import AutoAttack as _PyAutoAttack
 
         x, y = x.detach(), y.detach()
+        check_images(x, "AutoAttack inputs")
         with eval_mode(model), torch.autocast(x.device.type, enabled=False):
             with torch.no_grad():
                 logits = model(x[:1]).float()
                 num_classes = logits.shape[1]
-                clean_correct = self._predict(model, x) == y
+                clean_correct = self._predict(model, x, check=True) == y
             attacks, note = select_attacks(num_classes, self.attacks)
             logging.getLogger("auto-attack").setLevel(logging.WARNING)
             adversary = _PyAutoAttack(
@@ -114,7 +115,7 @@ class AutoAttack:
 
             state = self._load_state(model, x, y, attacks) or {
                 "fingerprint": self._fingerprint(model, x, y, attacks),
-                "robust": clean_correct.cpu(),
+                "robust": clean_correct.cpu().clone(),  # .cpu() of a CPU tensor is the same tensor
                 "x_adv": x.cpu().clone(),
                 "done": {},
                 "pending": {},
@@ -157,8 +158,13 @@ class AutoAttack:
         state["robust_after"][attack] = state["robust"].float().mean().item()
         self._save_state(state)
 
-    def _predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        preds = [model(chunk).argmax(1) for chunk in torch.split(x, self.batch_size)]
+    def _predict(self, model: nn.Module, x: torch.Tensor, check: bool = False) -> torch.Tensor:
+        preds = []
+        for chunk in torch.split(x, self.batch_size):
+            logits = model(chunk)
+            if check:
+                check_logits(logits)
+            preds.append(logits.argmax(1))
         return torch.cat(preds)
 
     def _fingerprint(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str]) -> str:
@@ -174,7 +180,7 @@ class AutoAttack:
     def _load_state(self, model, x, y, attacks) -> dict | None:
         if self.state_path is None or not Path(self.state_path).exists():
             return None
-        state = torch.load(self.state_path, weights_only=False)
+        state = load_checkpoint(self.state_path)
         if state.get("fingerprint") != self._fingerprint(model, x, y, attacks):
             raise ValueError(
                 f"AutoAttack state file {self.state_path} belongs to another evaluation "

@@ -15,15 +15,18 @@ from .prepared import (
     write_metadata,
     write_split,
 )
+from .scan import DataScanError, ScanReport, scan_prepared
 from .synthetic import SyntheticConfig, generate_synthetic
 from .transforms import eval_transform, train_transform
 
 __all__ = [
     "SPLITS",
+    "DataScanError",
     "DatasetMetadata",
     "PartInfo",
     "PartDataset",
     "PreparedDatasetError",
+    "ScanReport",
     "SyntheticConfig",
     "eval_transform",
     "generate_synthetic",
@@ -31,6 +34,7 @@ __all__ = [
     "read_image",
     "read_mask",
     "read_split",
+    "scan_prepared",
     "train_transform",
     "validate_prepared",
     "write_image",

@@ -20,7 +20,8 @@ What is produced (one sample per object instance, prepared format of ``prepared`
   wheels 6, lights 7, license plate 8, chassis 9 (pids 1-5 of sids 26-28). Everything else is 0:
   other classes, pid 0 ("void part") and -1 (no part info), zero padding. As in the reference
   loader the mask labels every pixel of the crop, so parts of other humans/vehicles inside the
-  crop are labelled too (``parts_of="instance"`` keeps only the target instance's parts).
+  crop are labelled too (``parts_of="instance"`` keeps only the target instance's parts;
+  ``info["own_class_parts_only"]`` is true only then).
 * a square crop around every instance of at least ``min_area`` pixels (whole instance, all of its
   parts and void-part pixels), images ``images/<stem>.png`` (crops of the PNG photo, not
   resized), masks ``masks/<stem>.png``; stem ``<city>_<seq>_<frame>_<class>_<iid:03d>`` (e.g.
@@ -579,6 +580,7 @@ def convert_cityscapes(
             "raw_splits": list(raw_splits),
             "seed": opts.seed,
             "options": asdict(opts),
+            "own_class_parts_only": opts.parts_of == "instance",  # "all" labels other instances too
             "split": "stratified per class 80/10/10 (floor), convert.stratified_split",
             "counts": counts,
         },

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.utils.data import DataLoader
 
 from ..config import Section
@@ -21,6 +21,13 @@ class LoaderConfig(Section):
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images (None: all)")
     label_fraction: float = Field(1.0, gt=0, le=1, description="fraction of training images that keep their part masks (Fig. 10)")
     label_seed: int = Field(0, description="seed of the permutation choosing them (the reference fixes it to 0)")
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "LoaderConfig":
+        if self.crop_size > self.resize_size:
+            raise ValueError(f"crop_size {self.crop_size} > resize_size {self.resize_size}: the test centre crop "
+                             "would pad the resized image with black borders; use crop_size <= resize_size")
+        return self
 
 
 def build_loaders(root: str, cfg: LoaderConfig, seed: int = 0) -> dict[str, DataLoader]:

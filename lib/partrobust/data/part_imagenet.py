@@ -45,8 +45,8 @@ Decisions where the spec leaves room:
   listed them under every such class, duplicating them across splits): ``multi_class``
   ``"majority"`` (default) keeps one sample labelled with the super-category of largest
   summed annotation ``area`` (ties: the first class alphabetically); ``"drop"`` leaves them
-  out; ``"error"`` refuses them. Their masks keep every part. Stems are listed in
-  ``info["multi_class_stems"]``.
+  out; ``"error"`` refuses them. Their masks keep every part (so ``info["own_class_parts_only"]``
+  is false when such an image is kept). Stems are listed in ``info["multi_class_stems"]``.
 * Images without any annotation are dropped (as the authors did) and counted. Images whose
   annotations all have ``area`` 0 are kept with an all-background mask (as the authors did).
 * An image listed in a JSON whose file is absent is an error (the authors skipped it with a
@@ -490,6 +490,8 @@ def convert_part_imagenet(
         "rounding": "floor",
         "split_order": "samples sorted by stem, then stratified_split per class",
         "multi_class": multi_class,
+        # masks keep every part: only images with parts of several classes ("majority") break this
+        "own_class_parts_only": multi_class != "majority" or not found["multi_class_stems"],
         "rasterizer": f"pycocotools {version('pycocotools')}",
         "short_polygons": "4 numbers = [x, y, w, h] box; 0 or 2 numbers paint nothing",
         "zero_area": "annotations with area == 0 are not painted",

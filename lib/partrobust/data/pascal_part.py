@@ -543,6 +543,7 @@ def convert_pascal_part(
             "val_fraction": val_fraction,
             "test_fraction": test_fraction,
             "split_rounding": "round",
+            "own_class_parts_only": False,  # other objects of the five classes are painted too
             "part_groups": {c: {g: list(k) for g, k in PART_GROUPS[c]} for c in CLASSES},
             "num_annotation_files": len(mat_paths),
             "num_samples": len(kept),

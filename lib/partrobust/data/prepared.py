@@ -30,6 +30,13 @@ Part id 0 is the background and is implicit (not listed). K = len(parts). Part i
 class-specific, as in Part-ImageNet: every part belongs to exactly one class, so the part
 mask of an object determines its class (``DatasetMetadata.part_to_class``).
 
+``info["own_class_parts_only"]`` (optional, default false): true when the generator or
+converter guarantees that every part id in a row's mask belongs to that row's class (the
+synthetic generator; Cityscapes with ``parts_of="instance"``; Part-ImageNet unless an image
+holds parts of several classes; label variants copy it from their source). It is false where
+masks may also label other objects in the image (PASCAL-Part, default Cityscapes crops).
+``partrobust.data.scan.scan_prepared`` checks the part classes only when it is true.
+
 Masks: value = part id (0 = background, 1..K = parts). Stored as an 8-bit "L" PNG when
 K <= 255, else as a 16-bit greyscale PNG. No other values may appear.
 
@@ -39,8 +46,8 @@ columns ``image,mask,label``. ``image`` and ``mask`` are paths relative to ``<ro
 the image. Extra columns are allowed and ignored by the loaders (the synthetic generator
 adds ``texture``, the index of the texture class used to fill the object).
 
-All files are written atomically (to a temporary file in the same folder, then
-``os.replace``), and generators write ``metadata.json`` last, so a folder without
+All files are written atomically (`partrobust.fileio`: a temporary file in the same folder,
+then ``os.replace``), and generators write ``metadata.json`` last, so a folder without
 ``metadata.json`` is an incomplete dataset.
 
 ``validate_prepared`` checks a folder cheaply (metadata, split files, labels, first row's
@@ -59,6 +66,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from ..fileio import atomic_write_bytes, atomic_write_text  # noqa: F401 (the format's writers use them)
 
 FORMAT_VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -113,33 +122,6 @@ class DatasetMetadata:
             "parts": [{"id": p.id, "name": p.name, "class": p.class_name} for p in self.parts],
             "info": self.info,
         }
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file + os.replace, so no half file is ever left.
-
-    A file that already holds exactly `data` is left untouched (reruns keep mtimes).
-    """
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """UTF-8 text version of `atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- metadata
@@ -324,12 +306,13 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def validate_prepared(
-    root: str | os.PathLike, splits: Sequence[str] = SPLITS
+    root: str | os.PathLike, splits: Sequence[str] = SPLITS, check_files: bool = True
 ) -> DatasetMetadata:
     """Cheap checks of a prepared folder, meant to run before any long computation.
 
     Checks: folder and metadata.json (all keys, parts 1..K, known classes), each split file
-    (columns, labels in 0..C-1, non-empty) and that the first row's image and mask exist.
+    (columns, labels in 0..C-1, non-empty) and, with `check_files`, that the first row's image and
+    mask exist.
     Returns the metadata; raises PreparedDatasetError naming the offending path or key.
     """
     root = Path(root)
@@ -347,6 +330,8 @@ def validate_prepared(
                 f"{path}: label {int(bad['label'].iloc[0])} (row {bad.index[0]}) out of range "
                 f"0..{meta.num_classes - 1}"
             )
+        if not check_files:  # the caller checks every file (`scan_prepared`)
+            continue
         first = df.iloc[0]
         for col in ("image", "mask"):
             file = root / first[col]

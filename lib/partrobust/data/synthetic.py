@@ -233,6 +233,7 @@ def synthetic_metadata(config: SyntheticConfig) -> DatasetMetadata:
         "generator": GENERATOR,
         "generator_version": GENERATOR_VERSION,
         "config": _config_json(config),
+        "own_class_parts_only": True,  # one object per image, painted with its own class's parts
     }
     return DatasetMetadata(name=DATASET_NAME, classes=[t.name for t in templates], parts=parts, info=info)
 

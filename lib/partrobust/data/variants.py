@@ -22,7 +22,8 @@ without the other breaks the variant), ``mask`` pointing at the new mask (same r
 as the source mask, e.g. ``masks/train/00000.png``) and an extra ``source_mask`` column (the
 source mask, relative to ``dst``). ``metadata.json`` "info" records ``label_variant`` (the
 kind), ``source`` (absolute path), ``source_name``, ``source_info`` and ``source_fingerprint``
-(SHA-256 of the source's metadata.json and split CSVs).
+(SHA-256 of the source's metadata.json and split CSVs), and copies the source's
+``own_class_parts_only`` (object ids and boxes keep each part's class).
 
 Resumable and idempotent like the converters: masks are written atomically and skipped when
 they exist, metadata.json is written last; a complete variant of the same source version is
@@ -266,6 +267,8 @@ def make_label_variant(
         **claim,
         "source_name": meta.name,
         "source_info": meta.info,
+        # object ids map to the part's class and boxes keep part ids: the source's guarantee holds
+        "own_class_parts_only": meta.info.get("own_class_parts_only") is True,
     }
     if kind == "bbox":
         info["bbox_paint_order"] = BBOX_PAINT_ORDER

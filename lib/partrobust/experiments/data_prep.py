@@ -13,8 +13,10 @@ from typing import Callable
 from pydantic import Field, model_validator
 
 from ..config import ParameterError, Section
-from ..data import DatasetMetadata, SyntheticConfig, generate_synthetic
+from ..data import DatasetMetadata, SyntheticConfig, generate_synthetic, scan_prepared
+from ..fileio import remove_stale_temporaries
 from ..registry import Registry
+from ..utils import refuse_source_location
 
 PREPARERS: Registry[Callable[["DataPrepParams"], DatasetMetadata]] = Registry("dataset")
 
@@ -27,14 +29,14 @@ class DataPrepParams(Section):
     raw_root: str | None
     output_root: str
     variants: list[str]
-    num_classes: int
-    image_size: int
-    n_train: int
-    n_val: int
-    n_test: int
-    texture_cue_prob: float
-    summary_limit: int | None
-    seed: int
+    num_classes: int = Field(ge=2)
+    image_size: int = Field(ge=16)
+    n_train: int = Field(ge=1)
+    n_val: int = Field(ge=1)
+    n_test: int = Field(ge=1)
+    texture_cue_prob: float = Field(ge=0, le=1)
+    summary_limit: int | None = Field(ge=1)
+    seed: int = Field(ge=0)
     workers: int = Field(ge=1)
     progress: bool
 
@@ -42,11 +44,19 @@ class DataPrepParams(Section):
     def _check(self) -> "DataPrepParams":
         if self.dataset not in PREPARERS:
             raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: {PREPARERS.names()}")
-        if self.dataset != "synthetic" and self.raw_root is None:
-            raise ValueError(f"raw_root: the folder of the downloaded {self.dataset} release is required")
+        if self.dataset != "synthetic":
+            if self.raw_root is None:
+                raise ValueError(f"raw_root: the folder of the downloaded {self.dataset} release is required")
+            if not Path(self.raw_root).is_dir():
+                raise ValueError(f"raw_root: folder {self.raw_root} does not exist (download the {self.dataset} release there)")
         unknown = sorted(set(self.variants) - set(VARIANTS))
         if unknown:
             raise ValueError(f"variants: unknown label variant(s) {unknown}; known: {list(VARIANTS)}")
+        for key in ("run_dir", "output_root"):
+            try:
+                refuse_source_location(getattr(self, key), key)
+            except ParameterError as err:
+                raise ValueError(str(err)) from None
         return self
 
     @property
@@ -106,11 +116,20 @@ VARIANTS = ("object", "bbox")
 
 
 def prepare(params: DataPrepParams) -> DatasetMetadata:
-    """Prepares the dataset named by ``params.dataset`` and its label variants; idempotent."""
+    """Prepares the dataset named by ``params.dataset`` and its label variants (idempotent), then scans
+    every file written (`partrobust.data.scan`): a bad file raises, naming it."""
+    for folder in (params.dataset_root, *map(params.variant_root, params.variants)):
+        remove_stale_temporaries(folder)  # left by a killed earlier preparation
     meta = PREPARERS.get(params.dataset)(params)
+    roots = [params.dataset_root]
     if params.variants:
         from ..data.variants import make_label_variant
 
         for kind in params.variants:
             make_label_variant(params.dataset_root, params.variant_root(kind), kind, workers=params.workers, progress=params.progress)
+            roots.append(params.variant_root(kind))
+    for root in roots:  # check what was written (and fill the scan cache, so runs start without rescanning)
+        report = scan_prepared(root, workers=params.workers, progress=params.progress)
+        print(report.summary())
+        report.raise_if_bad()
     return meta

@@ -12,6 +12,7 @@ import timm
 import torch
 from torch import nn
 
+from partrobust.fileio import load_checkpoint
 from partrobust.models.config import MODEL_OPTIONS, MODELS, ModelConfig
 from partrobust.models.normalize import ImageNormalizer
 
@@ -71,7 +72,7 @@ def load_backbone_weights(
         raise FileNotFoundError(
             f"pretrained_path {str(path)!r} does not exist (weights are never downloaded)"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(
             f"{path}: expected a flat state dict (name -> tensor) of the backbone, got "

@@ -49,6 +49,14 @@ class ModelSpec(Section):
     pretrained_encoder: str | None = Field(None, description="local state-dict file for the segmenter's encoder (never downloaded)")
 
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in MODELS:
+            raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS.names())}")
+        return name
+
+
 class ModelConfig(ModelSpec):
     """A `ModelSpec` plus what the dataset fixes: classes, parts, input size, part-to-class map.
 

@@ -274,7 +274,7 @@ def _gather_facts(
         else:
             todo[kind, rel] = st
     with _strict_decoding(), ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
-        total=len(todo), desc=f"scan {root.name}", disable=not progress, unit="file"
+        total=len(todo), desc=f"scan {root.name}", disable=not progress or not todo, unit="file"
     ) as bar:
         futures = {pool.submit(_file_facts, root / rel, kind): (kind, rel) for kind, rel in todo}
         for future in as_completed(futures):

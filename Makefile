@@ -1,4 +1,4 @@
-# partrobust: make smoke | make test | make nbdime | make lab | make clean
+# partrobust: make smoke | make test | make weights | make nbdime | make lab | make clean
 # Uses the active virtual environment (or conda env) if there is one, else creates .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ endif
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.partrobust-installed
 
-.PHONY: install smoke test test-fast nbdime lab clean
+.PHONY: install smoke test test-fast weights nbdime lab clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ test: install
 # Only the fast unit tests (no training, no notebooks).
 test-fast: install
 	"$(PY)" -m pytest -m "not slow"
+
+# The ImageNet weights the paper's params files point at (needs internet; verified by checksum).
+weights: install
+	"$(PY)" -m partrobust.weights fetch
 
 # Notebook-aware git diffs and merges (once per clone).
 nbdime: install

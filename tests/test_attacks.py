@@ -161,6 +161,19 @@ def test_autoattack_adapter_agrees_with_pyautoattack(trained):
     assert list(ours.robust_after) == list(STANDARD_ATTACKS)
 
 
+def test_autoattack_clean_correct_is_not_overwritten_by_the_robust_mask():
+    """On a CPU ``.cpu()`` returns the same tensor: the robust mask once aliased clean_correct, so
+    clean accuracy read from the result silently became the robust accuracy."""
+    model, x, y = train_undefended(num_classes=4, seed=2)
+    x, y = x[:24], y[:24]
+    result = AutoAttack(eps=0.3, seed=0, batch_size=24, attacks=["apgd-ce"], progress=False).run(model, x, y)
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    assert result.clean_correct.data_ptr() != result.robust.data_ptr()
+    assert torch.equal(result.clean_correct, clean)
+    assert result.robust.sum() < result.clean_correct.sum(), "the attack must break some points for the test to mean anything"
+
+
 @pytest.mark.slow
 def test_autoattack_resumes_after_interruption(tmp_path, monkeypatch):
     import pyautoattack

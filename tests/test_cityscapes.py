@@ -7,6 +7,7 @@ persons, riders, cars, trucks and buses with parts, an instance under min_area, 
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -466,3 +467,55 @@ def test_unknown_parts_as_background_and_pid5_artefact(fresh, tmp_path):
     df = rows_of(tmp_path / "out")
     mask = read_mask(tmp_path / "out" / df.loc["aachen_000001_000019_person_000", "mask"])
     assert mask[0, 3] == 0 and mask[0, 4] == 2
+
+
+class _FixedShifts:
+    """Stands in for the per-stem generator: the two U(0, 2 pad) draws of the reference's shift."""
+
+    def __init__(self, shift_x: float, shift_y: float) -> None:
+        self.shifts = (shift_x, shift_y)
+
+    def uniform(self, low, high, size):
+        assert (low, size) == (0, 2) and all(low <= s <= high for s in self.shifts)
+        return np.array(self.shifts)
+
+
+def test_reference_crop_box_matches_the_reference_by_hand():
+    from partrobust.data.cityscapes import reference_crop_box
+
+    # photo 100 x 200: zero pre-pad P = int(0.1 * 200) = 20. Tight box rows 30..59, cols 50..89
+    # -> padded (50, 70, 79, 109); w = 39, h = 29, s = 39; offsets x 0, y int(10 / 2) = 5;
+    # S = 39 + 2 * int(0.2 * 39) = 53; shifts int(0.1 * 53) = 5 (x), int(0.3 * 53) = 15 (y);
+    # left = 70 - 0 - 5 = 65, top = 50 - 5 - 15 = 30 -> photo (10, 45), 53 x 53.
+    assert reference_crop_box((30, 50, 59, 89), 0.2, _FixedShifts(0.1, 0.3), (100, 200)) == (10, 45, 53, 53)
+    # The whole photo as the object: padded (20, 20, 119, 219); w = 199, h = 99, s = 199; offsets
+    # x 0, y 50; S = 199 + 2 * 39 = 277; shifts int(0.3 * 277) = 83, int(0.2 * 277) = 55: both
+    # corners clip at 0 of the padded photo, and the window is cut short by its far edges
+    # (140 x 240) -> photo (-20, -20), 140 x 240: the reference's non-square edge crop.
+    assert reference_crop_box((0, 0, 99, 199), 0.2, _FixedShifts(0.3, 0.2), (100, 200)) == (-20, -20, 140, 240)
+
+
+def test_reference_crop_mode_writes_its_boxes_and_records_the_option(release, tmp_path):
+    out = tmp_path / "reference"
+    meta = convert_cityscapes(release, out, crop="reference", min_area=100, progress=False)
+    rows = rows_of(out)
+    assert {"box_height", "box_width"} <= set(rows.columns) and "box_size" not in rows.columns
+    for row in rows.itertuples():
+        image = np.asarray(Image.open(out / row.image))
+        assert image.shape[:2] == (row.box_height, row.box_width)
+    options = json.loads((out / "_cityscapes_index" / "options.json").read_text())
+    assert options["crop"] == "reference" and options["pad"] == 0.2 and meta.num_classes == 2
+    with pytest.raises(PreparedDatasetError, match="options"):
+        convert_cityscapes(release, out, min_area=100, progress=False)  # the paper's crops never mix into this folder
+
+
+def test_a_folder_converted_before_the_crop_option_existed_is_still_accepted(release, tmp_path):
+    out = tmp_path / "old"
+    convert_cityscapes(release, out, min_area=100, progress=False)
+    path = out / "_cityscapes_index" / "options.json"
+    options = json.loads(path.read_text())
+    del options["crop"]  # what earlier versions wrote
+    path.write_text(json.dumps(options))
+    convert_cityscapes(release, out, min_area=100, progress=False)
+    with pytest.raises(PreparedDatasetError, match="options"):
+        convert_cityscapes(release, out, crop="reference", min_area=100, progress=False)

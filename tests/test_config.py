@@ -31,7 +31,7 @@ class Demo(Section):
     path: str | None = None
 
 
-BASE = {"data": {"root": "data/prepared/x"}}
+BASE = {"data": {"root": "data/prepared/x"}, "model": {"from_scratch": True}}  # unit tests build no model
 
 
 def config(**overrides) -> RunConfig:

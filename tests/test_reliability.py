@@ -352,7 +352,7 @@ def test_an_executed_notebook_never_overwrites_a_source(tmp_path):
 
 
 def test_data_prep_outputs_inside_the_sources_are_refused():
-    values = dict(run_dir="runs/x", dataset="synthetic", raw_root=None, output_root="runs/x/data", variants=[], num_classes=5,
+    values = dict(run_dir="runs/x", dataset="synthetic", raw_root=None, cityscapes_crop="paper", output_root="runs/x/data", variants=[], num_classes=5,
                   image_size=64, n_train=1, n_val=1, n_test=1, texture_cue_prob=0.0, summary_limit=None, seed=0, workers=1,
                   progress=False)
     for key, value in (("run_dir", "notebooks"), ("output_root", str(REPO / "tests" / "data"))):

@@ -13,7 +13,7 @@ from partrobust.runconfig import make_run_config, run_id
 
 
 def _config(**overrides):
-    return make_run_config({"data": {"root": "d"}}, overrides)
+    return make_run_config({"data": {"root": "d"}, "model": {"from_scratch": True}}, overrides)
 
 
 def test_result_rows_carry_the_run_id_and_the_table_index(tmp_path):

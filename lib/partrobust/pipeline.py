@@ -25,7 +25,7 @@ from typing import Any
 from .config import ParameterError
 from .data.prepared import PreparedDatasetError
 from .data import scan_prepared
-from .runconfig import RunConfig, used_rows
+from .runconfig import RunConfig, check_weights_file, used_rows
 from .sweep import Plan, RunReport, expand, load_plan, run_sweep, select, status_table, summary_table, swept_keys
 from .notebooks import NotebookFailed, check_parameters, execute, notebook_defaults
 from .utils import find_repo_root, refuse_source_location
@@ -73,6 +73,8 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
     plan = load_plan(params_file)
     configs: list[RunConfig] = expand(plan, str(params_file))
     nb_params = notebook_plan(plan, params_file, runs_root, repo)
+    for config in configs:  # weights files do not depend on the prepare notebooks: check them first
+        check_weights_file(config)
     if only is not None or notebooks is not None:  # an explicit selection runs only what it names
         configs = select(configs, only) if only is not None else []
         nb_params = {s: p for s, p in nb_params.items() if notebooks and any(s.startswith(n) for n in notebooks)}

@@ -38,7 +38,7 @@ from .models import ModelConfig, build_model, count_parameters
 from .notebooks import NotebookFailed, execute
 from .results import RESULTS_FILE, add_results, gather_results, result_rows, write_manifest
 from .rundir import TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
-from .runconfig import (RunConfig, base_config, config_hash, identity, make_run_config, phase_id, phase_identity, run_id,
+from .runconfig import (RunConfig, base_config, check_weights_file, config_hash, identity, make_run_config, phase_id, phase_identity, run_id,
                         used_rows)
 from .training import ConfigMismatchError, FitResult, fit
 from .utils import find_repo_root, float32_precision, resolve_device, seed_everything
@@ -89,10 +89,7 @@ class Run:
             except ValueError as err:
                 raise ParameterError(f"eval.autoattack_attacks: {err}") from None
         self.model_config = self._model_config()
-        path = self.model_config.pretrained_path
-        if path is not None and not Path(path).is_file():
-            key = "model.pretrained_encoder" if config.is_part_model else "model.pretrained_baseline"
-            raise ParameterError(f"{key}: weights file {path} does not exist")
+        check_weights_file(config)
         self.device = resolve_device(config.device)
         self.model: nn.Module | None = None
         self.fit_result: FitResult | None = None

@@ -22,7 +22,7 @@ from typing import Any, Literal, Mapping
 
 import torch
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .config import ParameterError, Section, apply_overrides, flatten, to_dict, validate
 from .data.loaders import LoaderConfig
@@ -32,6 +32,8 @@ from .models.config import MODEL_OPTIONS, ModelSpec, uses_segmenter
 from .training import TrainConfig
 
 LABEL_KINDS = ("parts", "object", "bbox")
+PAPER_BACKBONES = ("resnet50",)
+"""Backbones the paper always initialised from ImageNet: a run without weights must say `model.from_scratch`."""
 
 
 class DataConfig(LoaderConfig):
@@ -70,9 +72,30 @@ class RunConfig(Section):
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps") from None
         return device
 
+    @model_validator(mode="after")
+    def _imagenet_weights_or_from_scratch(self) -> "RunConfig":
+        spec = self.model
+        key = f"model.{spec.pretrained_key}"
+        if spec.backbone in PAPER_BACKBONES and spec.pretrained_path is None and not spec.from_scratch:
+            raise ValueError(
+                f"{key}: a {spec.backbone} {'encoder' if self.is_part_model else 'baseline'} without ImageNet weights would "
+                "train from scratch, not the paper's protocol (tens of points less clean accuracy). Fetch the weights "
+                f"with `python -m partrobust.weights fetch` (make weights) and set {key}, or set model.from_scratch: true")
+        if spec.from_scratch and spec.pretrained_path is not None:
+            raise ValueError(f"model.from_scratch: true contradicts {key}: {spec.pretrained_path}")
+        return self
+
     @property
     def is_part_model(self) -> bool:
         return uses_segmenter(self.model.name)
+
+
+def check_weights_file(config: RunConfig) -> None:
+    """Refuses a run whose ImageNet weights file is named but absent (cheap: no loading)."""
+    path = config.model.pretrained_path
+    if path is not None and not Path(path).is_file():
+        raise ParameterError(f"model.{config.model.pretrained_key}: weights file {path} does not exist; "
+                             "`python -m partrobust.weights fetch` downloads the paper's (`... paths` lists them)")
 
 
 def used_rows(config: RunConfig) -> dict[str, int | None]:
@@ -80,8 +103,9 @@ def used_rows(config: RunConfig) -> dict[str, int | None]:
     return {"train": config.data.train_limit, "val": config.train.val_limit, "test": config.eval.limit}
 
 
-RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.scan", "train.log_every"})
-"""Keys that never change a result: left out of the identity, free to change when resuming."""
+RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.scan", "train.log_every", "model.from_scratch"})
+"""Keys that never change a result: left out of the identity, free to change when resuming
+(``model.from_scratch`` only confirms that a missing weights file is intended)."""
 
 _ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size")
 _PART_MODEL_KEYS = ("train.c_seg", "data.labels", "data.label_fraction", "data.label_seed")

@@ -45,8 +45,13 @@ pixels, mask 0) so every crop is square and the object keeps its place in it; th
 zero-pads the photo by 10 % too, but clips its box at the top/left and lets it run short at the
 bottom/right. (The paper says "0-10 % of the image size"; decision 12 reads it as the crop
 side, as here.) The reference itself (its paper runs) used ``--pad 0.2 --rand-pad``: a fixed side
-``s + 2*int(0.2*s)`` with a random shift of up to ``0.4*S`` that can cut the object off; we
-follow the paper text instead.
+``s + 2*int(0.2*s)`` with a random shift of up to ``0.4*S`` that can cut the object off. That
+is ``crop="reference"`` (`reference_crop_box`, pad 0.2 by default): the data behind the paper's
+published Cityscapes numbers, so a Table 1 comparison should use it (``params/cityscapes.yaml``
+does). Its crops are rectangles where the padded photo ends (rows ``box_height``/``box_width``
+instead of ``box_size``); its random draws come from the same per-stem generator, so the crops
+equal the reference's in distribution, not sample by sample (the reference drew them from
+numpy's global generator in file order). The default ``crop="paper"`` follows the paper text.
 
 The reference's quirks ([A] ``prepare_cityscapes.py``, dataset-formats.md 2.5) and what we do:
 
@@ -86,7 +91,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -203,6 +208,10 @@ def metadata_parts() -> list[PartInfo]:
 # --------------------------------------------------------------------------- options and jobs
 
 
+CROP_MODES = ("paper", "reference")
+CROP_DEFAULT_PAD = {"paper": 0.1, "reference": 0.2}
+
+
 @dataclass(frozen=True)
 class CropOptions:
     """Everything that changes the written crops (stored in ``_cityscapes_index/options.json``)."""
@@ -215,6 +224,7 @@ class CropOptions:
     parts_of: str = "all"
     require_parts: bool = False
     unknown_parts: str = "error"
+    crop: str = "paper"
 
     def check(self) -> None:
         if self.min_area < 0:
@@ -222,7 +232,7 @@ class CropOptions:
         if not 0 <= self.pad <= 1:
             raise ValueError(f"pad must lie in [0, 1], got {self.pad}")
         for name, allowed in (("instances", ("all", "authors")), ("parts_of", ("all", "instance")),
-                              ("unknown_parts", ("error", "background"))):
+                              ("unknown_parts", ("error", "background")), ("crop", CROP_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
@@ -268,12 +278,39 @@ def crop_box(tight: tuple[int, int, int, int], pad: float, rng: np.random.Genera
     return y0 - (s - h) // 2 - oy, x0 - (s - w) // 2 - ox, s + extra
 
 
-def crop_zero_pad(array: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
-    """The ``size x size`` window at (top, left) of `array`; parts outside the array are zeros."""
-    out = np.zeros((size, size) + array.shape[2:], dtype=array.dtype)
+def reference_crop_box(tight: tuple[int, int, int, int], pad: float, rng: np.random.Generator,
+                       photo_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, height, width) in photo coordinates of the reference's crop (``crop="reference"``).
+
+    The reference zero-pads the photo by ``P = int(0.1 * max(H, W))`` on every side, then (its
+    ``get_box_square(mask, pad, rand=True)``) takes the tight box's extents ``w = x1 - x0``,
+    ``h = y1 - y0`` (max minus min), ``s = max(w, h)``, centring offsets ``int((s - w) / 2)``,
+    ``int((s - h) / 2)``, side ``S = s + 2 * int(pad * s)``, and moves the top-left corner up and
+    left by ``int(u * S)`` with ``(u_x, u_y) ~ U(0, 2 * pad)`` (clipped at 0 of the padded photo);
+    the window ``S`` long is cut short by the padded photo's bottom/right edge. The shift can
+    exceed the padding, so the object may be cut off: that is the reference's data.
+    """
+    height, width = photo_shape
+    pre = int(0.1 * max(height, width))
+    y0, x0, y1, x1 = (v + pre for v in tight)
+    w, h = x1 - x0, y1 - y0
+    side = max(w, h)
+    xpad, ypad = int((side - w) / 2), int((side - h) / 2)
+    side += 2 * int(pad * side)
+    shift_x, shift_y = rng.uniform(0, pad * 2, size=2)
+    left = max(0, x0 - xpad - int(shift_x * side))
+    top = max(0, y0 - ypad - int(shift_y * side))
+    bottom, right = min(top + side, height + 2 * pre), min(left + side, width + 2 * pre)
+    return top - pre, left - pre, bottom - top, right - left
+
+
+def crop_zero_pad(array: np.ndarray, top: int, left: int, size: int, width: int | None = None) -> np.ndarray:
+    """The ``size x size`` (or ``size x width``) window at (top, left) of `array`; outside the array: zeros."""
+    width = size if width is None else width
+    out = np.zeros((size, width) + array.shape[2:], dtype=array.dtype)
     h, w = array.shape[:2]
     ys, ye = max(top, 0), min(top + size, h)
-    xs, xe = max(left, 0), min(left + size, w)
+    xs, xe = max(left, 0), min(left + width, w)
     if ys < ye and xs < xe:
         out[ys - top : ye - top, xs - left : xe - left] = array[ys:ye, xs:xe]
     return out
@@ -410,17 +447,22 @@ def _convert_image(job: _Job) -> dict[str, Any]:
             counts["kept_without_parts"] += 1
         stem = _stem(src.base, inst.sid, inst.iid)
         rng = np.random.default_rng([opts.seed, *stem.encode("utf-8")])
-        top, left, size = crop_box(inst.tight, opts.pad, rng)
+        if opts.crop == "reference":
+            top, left, height, width = reference_crop_box(inst.tight, opts.pad, rng, photo.shape[:2])
+            box = {"box_top": top, "box_left": left, "box_height": height, "box_width": width}
+        else:
+            top, left, height = crop_box(inst.tight, opts.pad, rng)
+            width = height
+            box = {"box_top": top, "box_left": left, "box_size": height}
         image_path, mask_path = sample_paths(out, stem)
         if not sample_done(out, stem):
-            write_mask(mask_path, crop_zero_pad(_parts_for(dense, inst, opts.parts_of), top, left, size), NUM_PARTS)
-            write_image(image_path, crop_zero_pad(photo, top, left, size))
+            write_mask(mask_path, crop_zero_pad(_parts_for(dense, inst, opts.parts_of), top, left, height, width), NUM_PARTS)
+            write_image(image_path, crop_zero_pad(photo, top, left, height, width))
         rows.append({
             "image": image_path.relative_to(out).as_posix(), "mask": mask_path.relative_to(out).as_posix(),
             "label": 0 if inst.sid in HUMAN_SIDS else 1, "source": src.source, "cs_split": src.cs_split,
             "city": src.city, "sid": inst.sid, "cs_class": SID_NAMES[inst.sid], "iid": inst.iid,
-            "area": inst.area, "part_pixels": inst.part_pixels, "box_top": top, "box_left": left,
-            "box_size": size,
+            "area": inst.area, "part_pixels": inst.part_pixels, **box,
         })
     data = {"version": MANIFEST_VERSION, "source": src.source, "rows": rows, "counts": counts}
     atomic_write_text(manifest, json.dumps(data, indent=1) + "\n")
@@ -503,7 +545,8 @@ def _check_options_file(out_root: Path, opts: CropOptions) -> None:
     path = out_root / INDEX_DIR / "options.json"
     wanted = asdict(opts)
     if path.is_file():
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        defaults = {f.name: f.default for f in fields(CropOptions)}  # options added later keep their default
+        stored = {**defaults, **json.loads(path.read_text(encoding="utf-8"))}
         if stored != wanted:
             raise PreparedDatasetError(
                 f"{path}: {out_root} holds a Cityscapes conversion with options {stored}, not {wanted}; "
@@ -524,7 +567,8 @@ def convert_cityscapes(
     workers: int = 1,
     progress: bool = True,
     min_area: int = 1000,
-    pad: float = 0.1,
+    pad: float | None = None,
+    crop: str = "paper",
     instances: str = "all",
     occlusion_filter: bool = False,
     parts_of: str = "all",
@@ -535,15 +579,20 @@ def convert_cityscapes(
 ) -> DatasetMetadata:
     """Converts Cityscapes-Panoptic-Parts to the prepared human-vs-vehicle dataset (module docstring).
 
-    seed: crop randomness and split; min_area: smallest instance kept (pixels); pad: maximum
-    random padding as a fraction of the object's square side; instances: "all" (iid >= 0) or
+    seed: crop randomness and split; min_area: smallest instance kept (pixels); crop: "paper"
+    (decision 12, `crop_box`) or "reference" (the reference's crops behind the paper's Table 1,
+    `reference_crop_box`); pad: for "paper" the maximum random padding as a fraction of the
+    object's square side (default 0.1), for "reference" the reference's ``--pad`` (default 0.2);
+    instances: "all" (iid >= 0) or
     "authors" (iid != 0, groups included); occlusion_filter / require_parts: the optional
     filters; parts_of: "all" pixels of the crop or only the target "instance"; unknown_parts:
     "error" or "background"; raw_splits: Cityscapes splits read; unlabeled_photos: "error" or
     "skip" for photos without a label TIFF. Returns the written metadata.
     """
+    if pad is None:
+        pad = CROP_DEFAULT_PAD.get(crop, 0.1)
     opts = CropOptions(int(seed), int(min_area), float(pad), instances, bool(occlusion_filter), parts_of,
-                       bool(require_parts), unknown_parts)
+                       bool(require_parts), unknown_parts, crop)
     opts.check()
     if unlabeled_photos not in ("error", "skip"):
         raise ValueError(f"unlabeled_photos must be 'error' or 'skip', got {unlabeled_photos!r}")

@@ -8,7 +8,7 @@ ablations (object-level masks, part bounding boxes) are derived from the prepare
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,7 @@ class DataPrepParams(Section):
     run_dir: str
     dataset: str
     raw_root: str | None
+    cityscapes_crop: Literal["paper", "reference"]
     output_root: str
     variants: list[str]
     num_classes: int = Field(ge=2)
@@ -101,7 +102,8 @@ def prepare_cityscapes(params: DataPrepParams) -> DatasetMetadata:
     """Converts Cityscapes-Panoptic-Parts (leftImg8bit/ + gtFinePanopticParts/) to human/vehicle crops."""
     from ..data.cityscapes import convert_cityscapes
 
-    return convert_cityscapes(params.raw_root, params.dataset_root, seed=params.seed, workers=params.workers, progress=params.progress)
+    return convert_cityscapes(params.raw_root, params.dataset_root, seed=params.seed, crop=params.cityscapes_crop,
+                              workers=params.workers, progress=params.progress)
 
 
 @PREPARERS.register("pascal_part")

@@ -47,6 +47,7 @@ class ModelSpec(Section):
         "logits", description="Bounding-Box part score: reference's foreground-weighted mean of part logits, or of probabilities (paper's s_i)")
     pretrained_baseline: str | None = Field(None, description="local state-dict file for the baseline's timm backbone (never downloaded)")
     pretrained_encoder: str | None = Field(None, description="local state-dict file for the segmenter's encoder (never downloaded)")
+    from_scratch: bool = Field(False, description="train a resnet50 without ImageNet weights on purpose (the paper always starts from them)")
 
 
     @field_validator("name")
@@ -55,6 +56,21 @@ class ModelSpec(Section):
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS.names())}")
         return name
+
+    @property
+    def pretrained_path(self) -> str | None:
+        """The weights file this model's backbone loads: the baseline's or the encoder's."""
+        return self.pretrained_encoder if uses_segmenter(self.name) else self.pretrained_baseline
+
+    @property
+    def pretrained_key(self) -> str:
+        """The spec key of `pretrained_path`."""
+        return "pretrained_encoder" if uses_segmenter(self.name) else "pretrained_baseline"
+
+    @property
+    def backbone(self) -> str:
+        """The architecture the weights are for: the smp encoder or the timm baseline."""
+        return self.encoder if uses_segmenter(self.name) else self.arch
 
 
 class ModelConfig(ModelSpec):
@@ -100,7 +116,4 @@ class ModelConfig(ModelSpec):
         """K+1: segmenter output channels (channel 0 = background)."""
         return self.num_parts + 1
 
-    @property
-    def pretrained_path(self) -> str | None:
-        """The weights file this model's backbone loads: the baseline's or the encoder's."""
-        return self.pretrained_encoder if uses_segmenter(self.name) else self.pretrained_baseline
+

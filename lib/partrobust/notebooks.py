@@ -69,9 +69,12 @@ def notebook_defaults(repo: Path, stem: str) -> dict[str, Any]:
     return defaults
 
 
-def check_parameters(repo: Path, stem: str, values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Validates `values` for notebook `stem` as it will see them (its defaults overridden by them)."""
+def check_parameters(repo: Path, stem: str, values: Mapping[str, Any], where: str,
+                     injected: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validates `values` for notebook `stem` as it will see them (its defaults overridden by them);
+    returns them plus those of `injected` that the notebook declares and `values` does not set."""
     defaults = notebook_defaults(repo, stem)
+    values = {**{k: v for k, v in (injected or {}).items() if k in defaults}, **values}
     unknown = sorted(set(values) - set(defaults))
     if unknown:
         raise ParameterError(f"{where}: {stem} has no parameter(s) {unknown}; its parameters: {sorted(defaults)}")

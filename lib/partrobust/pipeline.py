@@ -27,7 +27,7 @@ from .data.prepared import PreparedDatasetError
 from .data import scan_prepared
 from .runconfig import RunConfig, check_weights_file, used_rows
 from .sweep import Plan, RunReport, expand, load_plan, run_sweep, select, status_table, summary_table, swept_keys
-from .notebooks import NotebookFailed, check_parameters, execute, notebook_defaults
+from .notebooks import NotebookFailed, check_parameters, execute
 from .utils import find_repo_root, refuse_source_location
 
 # Values the pipeline passes to a notebook that declares these parameters (unless the file sets them).
@@ -40,9 +40,7 @@ def notebook_plan(plan: Plan, params_file: str | Path, runs_root: str | Path, re
                 "runs_root": str(runs_root), "experiment": plan.experiment}
     out = {}
     for stem, values in [*plan.prepare.items(), *plan.notebooks.items()]:
-        known = set(notebook_defaults(repo, stem))
-        values = {**{k: v for k, v in injected.items() if k in known}, **dict(values or {})}
-        out[stem] = check_parameters(repo, stem, values, where=str(params_file))
+        out[stem] = check_parameters(repo, stem, dict(values or {}), where=str(params_file), injected=injected)
     return out
 
 

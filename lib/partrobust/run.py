@@ -80,9 +80,12 @@ class Run:
         if config.data.labels != "parts" and not Path(config.data.labelled_root).is_dir():
             raise PreparedDatasetError(f"data.labels: {config.data.labels!r} labels are read from {config.data.labelled_root}, which does "
                                        f"not exist; derive it with notebook 00 (variants: [{config.data.labels}])")
-        self.metadata = validate_prepared(config.data.labelled_root, check_files=not config.data.scan)
         if config.data.scan:  # every file the run reads, before any compute (cached: instant on reruns)
-            scan_prepared(config.data.labelled_root, used_rows(config), progress=config.progress).raise_if_bad()
+            scan = scan_prepared(config.data.labelled_root, used_rows(config), progress=config.progress)
+            scan.raise_if_bad()
+            self.metadata = scan.metadata
+        else:
+            self.metadata = validate_prepared(config.data.labelled_root)
         if config.eval.autoattack:
             try:
                 select_attacks(self.metadata.num_classes, config.eval.autoattack_attacks)

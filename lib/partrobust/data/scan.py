@@ -70,6 +70,7 @@ class ScanReport:
     """Result of `scan_prepared`: rows checked per split, files decoded / from cache, problems."""
 
     root: Path
+    metadata: DatasetMetadata
     rows: dict[str, int]
     decoded: int
     from_cache: int
@@ -327,6 +328,7 @@ def scan_prepared(
     missing = sum(f is None for f in facts.values())
     return ScanReport(
         root=root,
+        metadata=meta,
         rows={split: sum(r[0] == split for r in rows) for split in splits},
         decoded=decoded,
         from_cache=len(facts) - decoded - missing,

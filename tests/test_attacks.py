@@ -161,6 +161,38 @@ def test_autoattack_adapter_agrees_with_pyautoattack(trained):
     assert list(ours.robust_after) == list(STANDARD_ATTACKS)
 
 
+def test_autoattack_reduced_budget_equals_attacks_built_with_it(trained):
+    """set_budget must leave pyautoattack's attacks as if constructed with the smaller budget
+    (APGD derives its step-size checkpoints from n_iter in its constructor)."""
+    from pyautoattack import AutoAttack as PyAutoAttack
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+
+    from partrobust.attacks.autoattack import set_budget
+
+    model, x, y = trained
+    x, y = x[:32], y[:32]
+    adversary = PyAutoAttack(model, eps=EPS, seed=0, version="standard")
+    set_budget(adversary, 12, 300)
+    for ours, fresh in ((adversary.apgd, APGDAttack(model, n_iter=12, eps=EPS)), (adversary.apgd_targeted, APGDAttack_targeted(model, n_iter=12, eps=EPS))):
+        for name in ("n_iter", "n_iter_orig", "n_iter_2", "n_iter_min", "size_decr"):
+            assert getattr(ours, name) == getattr(fresh, name), name
+    assert (adversary.fab.n_iter, adversary.square.n_queries) == (12, 300)
+
+    result = AutoAttack(eps=EPS, seed=0, batch_size=64, attacks=["apgd-ce", "apgd-t"], iterations=12, progress=False).run(model, x, y)
+    direct = PyAutoAttack(model, eps=EPS, seed=0, version="custom", attacks=["apgd-ce", "apgd-t"])
+    direct.apgd = APGDAttack(model, n_restarts=1, n_iter=12, eps=EPS, norm="Linf", eot_iter=1, rho=.75, seed=0, device=x.device)
+    direct.apgd_targeted = APGDAttack_targeted(model, n_restarts=1, n_iter=12, eps=EPS, norm="Linf", eot_iter=1, rho=.75, seed=0,
+                                               device=x.device)
+    direct.apgd_targeted.n_target_classes = 3
+    x_direct, _ = direct.run_standard_evaluation(x, y, batch_size=64)
+    with torch.no_grad():
+        assert torch.equal(result.robust, model(x_direct).argmax(1) == y)
+    assert "reduced budget: 12 APGD/FAB iterations" in result.note
+    assert "reduced" not in AutoAttack(eps=EPS, progress=False).budget_note
+    with pytest.raises(ValueError, match="iterations"):
+        AutoAttack(iterations=0)
+
+
 def test_autoattack_clean_correct_is_not_overwritten_by_the_robust_mask():
     """On a CPU ``.cpu()`` returns the same tensor: the robust mask once aliased clean_correct, so
     clean accuracy read from the result silently became the robust accuracy."""

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .attacks import PGD, AutoAttack, check_images, check_logits
-from .attacks.autoattack import KNOWN_ATTACKS
+from .attacks.autoattack import KNOWN_ATTACKS, STANDARD_ITERATIONS, STANDARD_SQUARE_QUERIES
 from pydantic import Field, field_validator
 
 from .config import Fraction, Section, format_fraction
@@ -31,6 +31,8 @@ class EvalConfig(Section):
     pgd_restarts: int = Field(5, ge=1, description="test PGD restarts (a sample is broken if any restart fools the model)")
     autoattack: bool = Field(True, description="run AutoAttack (standard version)")
     autoattack_attacks: list[str] | None = Field(None, description="None: the standard suite for the class count; or a list, e.g. [apgd-ce, apgd-t]")
+    autoattack_iterations: int = Field(STANDARD_ITERATIONS, ge=1, description="APGD and FAB iterations (standard 100; fewer for CPU runs on the built-in data, noted in the results)")
+    autoattack_square_queries: int = Field(STANDARD_SQUARE_QUERIES, ge=1, description="Square attack queries (standard 5000; fewer for CPU runs on the built-in data, noted in the results)")
     limit: int | None = Field(None, ge=1, description="evaluate the first N test images (None: all)")
     batch_size: int = Field(128, ge=1, description="evaluation batch size")
 
@@ -59,6 +61,8 @@ class EvalConfig(Section):
             attacks=self.autoattack_attacks,
             state_path=state_path,
             progress=progress,
+            iterations=self.autoattack_iterations,
+            square_queries=self.autoattack_square_queries,
         )
 
 

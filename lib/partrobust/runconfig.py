@@ -108,6 +108,7 @@ RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.scan",
 (``model.from_scratch`` only confirms that a missing weights file is intended)."""
 
 _ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size")
+_AUTOATTACK_KEYS = ("eval.autoattack_attacks", "eval.autoattack_iterations", "eval.autoattack_square_queries")
 _PART_MODEL_KEYS = ("train.c_seg", "data.labels", "data.label_fraction", "data.label_seed")
 
 
@@ -125,7 +126,7 @@ def inapplicable_keys(config: RunConfig) -> set[str]:
     elif config.train.method != "trades":
         keys.add("train.beta")
     if not config.eval.autoattack:
-        keys.add("eval.autoattack_attacks")
+        keys.update(_AUTOATTACK_KEYS)
     return keys
 
 

@@ -9,6 +9,8 @@ losses need >= 4 classes for the targeted attacks, and its own state-file resume
   ``n_target_classes = min(9, C - 1)``; for C < 4 it runs apgd-ce, fab (untargeted) and square,
   as the paper did for Cityscapes, and says so;
 * fixes the seed (upstream's default seeds with the clock);
+* takes the budget as parameters (``iterations`` of APGD and FAB, ``square_queries``; standard:
+  100 and 5,000), so a CPU smoke test can run the standard attacks with a smaller, stated budget;
 * runs each attack on the points still robust, in chunks of ``batch_size``, and saves its own
   state file after every chunk, so an interrupted evaluation resumes where it stopped;
 * reports robust accuracy as the pointwise worst case over the attacks, re-scored in eval mode.
@@ -29,6 +31,8 @@ from ..fileio import atomic_torch_save, load_checkpoint
 from .base import check_images, check_logits, eval_mode
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
+STANDARD_ITERATIONS = 100  # APGD and FAB iterations of the standard version
+STANDARD_SQUARE_QUERIES = 5000
 FEW_CLASS_ATTACKS = ("apgd-ce", "fab", "square")
 KNOWN_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 
@@ -82,6 +86,8 @@ class AutoAttack:
         attacks: explicit attack list (default: chosen from the number of classes).
         state_path: file for resuming; None disables resuming.
         progress: show a tqdm bar (one step per chunk).
+        iterations: APGD and FAB iterations (standard: 100).
+        square_queries: Square attack queries (standard: 5,000).
     """
 
     eps: float = 8 / 255
@@ -91,6 +97,20 @@ class AutoAttack:
     state_path: str | os.PathLike | None = None
     progress: bool = True
     norm: str = "Linf"
+    iterations: int = STANDARD_ITERATIONS
+    square_queries: int = STANDARD_SQUARE_QUERIES
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.square_queries < 1:
+            raise ValueError(f"iterations and square_queries must be >= 1, got {self.iterations} and {self.square_queries}")
+
+    @property
+    def budget_note(self) -> str:
+        """'' for the standard budget, else what differs from it."""
+        if (self.iterations, self.square_queries) == (STANDARD_ITERATIONS, STANDARD_SQUARE_QUERIES):
+            return ""
+        return (f"reduced budget: {self.iterations} APGD/FAB iterations (standard {STANDARD_ITERATIONS}), "
+                f"{self.square_queries} Square queries (standard {STANDARD_SQUARE_QUERIES})")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.run(model, x, y).x_adv
@@ -112,6 +132,9 @@ class AutoAttack:
             )
             adversary.apgd_targeted.n_target_classes = min(9, num_classes - 1)
             adversary.fab.n_target_classes = min(9, num_classes - 1)
+            set_budget(adversary, self.iterations, self.square_queries)
+            if self.budget_note:
+                note = f"{note}; {self.budget_note}"
 
             state = self._load_state(model, x, y, attacks) or {
                 "fingerprint": self._fingerprint(model, x, y, attacks),
@@ -173,6 +196,8 @@ class AutoAttack:
         for tensor in model.state_dict().values():
             h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
         h.update(repr((tuple(x.shape), float(self.eps), self.seed, self.batch_size, self.norm, attacks)).encode())
+        if self.budget_note:  # the standard budget keeps the fingerprints of state files written before it was a parameter
+            h.update(repr((self.iterations, self.square_queries)).encode())
         h.update(y.cpu().numpy().tobytes())
         h.update(x[:: max(1, len(x) // 16)].cpu().float().numpy().tobytes())
         return h.hexdigest()
@@ -191,3 +216,19 @@ class AutoAttack:
     def _save_state(self, state: dict) -> None:
         if self.state_path is not None:
             atomic_torch_save(state, self.state_path)
+
+
+def set_budget(adversary, iterations: int, square_queries: int) -> None:
+    """Sets the iterations of a pyautoattack ``AutoAttack``'s APGD and FAB attacks and its Square queries.
+
+    APGD derives its step-size checkpoints from ``n_iter`` in its constructor (22 %, 6 % and 3 %
+    of it), so they are recomputed here with the same formulas, as if it had been built with
+    `iterations`.
+    """
+    for apgd in (adversary.apgd, adversary.apgd_targeted):
+        apgd.n_iter = apgd.n_iter_orig = iterations
+        apgd.n_iter_2 = max(int(0.22 * iterations), 1)
+        apgd.n_iter_min = max(int(0.06 * iterations), 1)
+        apgd.size_decr = max(int(0.03 * iterations), 1)
+    adversary.fab.n_iter = iterations
+    adversary.square.n_queries = square_queries

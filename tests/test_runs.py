@@ -181,7 +181,7 @@ def test_a_run_failing_in_its_notebook_reports_the_cell(tiny_dataset, tmp_path):
     bad_weights.write_bytes(b"not a checkpoint")
     config = tiny_config(tiny_dataset, **{"model.pretrained_encoder": str(bad_weights)})
     with pytest.raises(RunFailed, match=r"failed in cell \[\d+\], at: .*\n.*\n  executed notebook: .*01_pgd_training\.ipynb") as err:
-        execute_run_notebook(config, "exp", tmp_path, log_output=False)
+        execute_run_notebook(config, "exp", tmp_path, stream=False)
     status = json.loads((tmp_path / "exp" / run_id(config) / "status.json").read_text())
     assert status["state"] == "failed" and status["cell"] >= 1 and status["notebook"].endswith("01_pgd_training.ipynb")
     assert status["error"].startswith("CorruptCheckpointError") and "corrupt.pt" in str(err.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -89,21 +90,25 @@ def _failure(err: Any) -> tuple[str, str]:
     return (marker.group(1).strip() if marker else ""), f"{err.ename}: {err.evalue}"
 
 
-def execute(repo: Path, stem: str, parameters: Mapping[str, Any], output: Path, log_output: bool = True,
+def execute(repo: Path, stem: str, parameters: Mapping[str, Any], output: Path, stream: bool = True,
             rerun: str | None = None) -> float:
     """Executes notebook `stem` with `parameters` into `output`; returns the wall time in seconds.
 
-    Raises `NotebookFailed` (cell, line, error, executed copy, `rerun` command) if a cell raised.
+    With `stream`, what the notebook's cells print (epoch lines, progress bars of training and
+    attacks) goes to this process's stdout and stderr as it happens, so a terminal user follows
+    the notebook's progress rather than a cell counter. Raises `NotebookFailed` (cell, line,
+    error, executed copy, `rerun` command) if a cell raised.
     """
     import papermill as pm
 
     source = notebook_path(repo, stem)
     refuse_source_location(output, "executed notebook")
     output.parent.mkdir(parents=True, exist_ok=True)
+    streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if stream else {}
     t0 = time.time()
     try:
         pm.execute_notebook(str(source), str(output), parameters=dict(parameters), kernel_name="python3", cwd=str(repo),
-                            progress_bar=False, log_output=log_output)
+                            progress_bar=False, log_output=False, **streams)
     except pm.PapermillExecutionError as err:
         line, error = _failure(err)
         raise NotebookFailed(stem, err.exec_count, line, error, output, rerun) from None

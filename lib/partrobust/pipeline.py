@@ -9,7 +9,10 @@
 Layout of a params file: see `partrobust.sweep`. Outputs: ``<runs_root>/<experiment>/`` holds
 the executed prepare/report notebooks and one folder per run (``<run id>/``, see
 `partrobust.rundir`), each with its executed notebook 01 (or, with ``--runner process``, just
-its results), its ``log.txt`` and ``results.csv``. Everything in the file (notebook parameter
+its results), its ``log.txt`` and ``results.csv``. The terminal shows what the notebooks print as
+it happens: with one job, everything (epoch lines, training and attack progress bars); with
+several, each run's finished lines (epoch records, messages) prefixed by its run id, its full
+output staying in its ``log.txt``. Everything in the file (notebook parameter
 names, every run's config) is validated before the first notebook starts. A killed batch rerun
 with the same command skips finished runs and resumes the unfinished one from its last epoch; a
 failed run is reported and the others go on. Exit status 1 if a run or notebook failed.
@@ -105,7 +108,7 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
 def _execute(repo: Path, stem: str, parameters: dict[str, Any], experiment_dir: Path, progress: bool, params_file: str | Path) -> None:
     output = experiment_dir / f"{stem}.ipynb"
     print(f"[partrobust] {stem} -> {output}", flush=True)
-    seconds = execute(repo, stem, parameters, output, log_output=progress, rerun=_rerun_command(params_file, stem))
+    seconds = execute(repo, stem, parameters, output, stream=progress, rerun=_rerun_command(params_file, stem))
     print(f"[partrobust] {stem} done in {seconds:.0f} s", flush=True)
 
 

@@ -302,7 +302,7 @@ class RunFailed(RuntimeError):
 
 
 def execute_run_notebook(config: RunConfig, experiment: str = DEFAULT_EXPERIMENT, runs_root: str | Path = "runs",
-                         run_dir: str | Path | None = None, log_output: bool = True) -> Run:
+                         run_dir: str | Path | None = None, stream: bool = True) -> Run:
     """Like `execute_run`, but executes notebook 01 for the run; the executed copy lands in the run folder."""
     run = Run(config, experiment, runs_root, run_dir)
     if run.done:
@@ -316,7 +316,7 @@ def execute_run_notebook(config: RunConfig, experiment: str = DEFAULT_EXPERIMENT
                   "runs_root": str(runs_root), "folder": str(run.dir)}
     rerun = f"python -m partrobust.run {run.dir / 'config.yaml'} --notebook"
     try:
-        execute(find_repo_root(), RUN_NOTEBOOK, parameters, output, log_output=log_output, rerun=rerun)
+        execute(find_repo_root(), RUN_NOTEBOOK, parameters, output, stream=stream, rerun=rerun)
     except NotebookFailed as err:
         if err.error.startswith("RunBusyError"):
             raise RunBusyError(err.error.split(": ", 1)[1]) from None

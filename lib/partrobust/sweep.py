@@ -25,6 +25,7 @@ import fnmatch
 import itertools
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -174,16 +175,36 @@ def _device_slots(jobs: int) -> "queue.Queue[str | None]":
     return slots
 
 
-def _pump(proc: subprocess.Popen, log_path: Path, echo: bool) -> None:
-    """Copies the child's output to its log file and, for a single job, to the terminal."""
+_PROGRESS_BAR = re.compile(r"\d+%\||\d+/\d+ \[|it/s\]|s/it\]")
+
+
+def finished_lines(text: str) -> list[str]:
+    """The lines of a chunk of terminal output as a reader sees them at the end: for each line,
+    what follows its last carriage return; progress-bar states and blank lines dropped."""
+    lines = (line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n"))
+    return [line for line in lines if line.strip() and not _PROGRESS_BAR.search(line)]
+
+
+def _pump(proc: subprocess.Popen, log_path: Path, echo: bool | str) -> None:
+    """Copies the child's output to its log file and to the terminal: raw (``echo=True``: one job,
+    progress bars included) or, with ``echo="<run id>"`` (several jobs at once), its finished lines
+    (epoch records, messages) prefixed with the run id, so that parallel runs stay readable."""
+    pending = b""
     with open(log_path, "ab") as log:
         assert proc.stdout is not None
         while chunk := proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096):
             log.write(chunk)
             log.flush()
-            if echo:
+            if echo is True:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
+            elif echo:
+                pending += chunk
+                complete, _, pending = pending.rpartition(b"\n")
+                lines = finished_lines(complete.decode("utf-8", "replace")) if complete else []
+                if lines:
+                    sys.stdout.write("".join(f"[{echo}] {line}\n" for line in lines))
+                    sys.stdout.flush()
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -194,8 +215,9 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def execute_one(config: RunConfig, experiment: str, runs_root: str | Path, runner: str, gpu: str | None,
-                echo: bool, cpu_threads: int | None = None) -> RunReport:
-    """Runs one run in a child process (``python -m partrobust.run``), its output in ``log.txt``."""
+                echo: bool | str, cpu_threads: int | None = None) -> RunReport:
+    """Runs one run in a child process (``python -m partrobust.run``), its output in ``log.txt``
+    and on the terminal as `_pump` says (`echo`)."""
     folder = run_dir_for(config, experiment, runs_root)
     rid = run_id(config)
     previous = read_status(folder)
@@ -242,7 +264,7 @@ def run_sweep(configs: list[RunConfig], experiment: str, runs_root: str | Path =
         try:
             with lock:
                 print(f"[partrobust] run {index}/{total} {run_id(config)}" + (f" on GPU {gpu}" if gpu else ""), flush=True)
-            report = execute_one(config, experiment, runs_root, runner, gpu, echo=jobs == 1,
+            report = execute_one(config, experiment, runs_root, runner, gpu, echo=True if jobs == 1 else run_id(config),
                                  cpu_threads=None if gpu else cpu_threads)
             with lock:
                 line = f"[partrobust] run {index}/{total} {report.run_id}: {report.state}"
@@ -264,3 +286,4 @@ class SweepNotebookParams(Section):
     jobs: int = Field(ge=1)
     runner: Literal["notebook", "process"]
     adv_metric: Literal["autoattack_accuracy", "pgd_accuracy"]
+    figures_dir: str | None

@@ -2,11 +2,13 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import papermill as pm
 import pytest
 import yaml
 
 from partrobust.config import ParameterError
+from partrobust.notebooks import execute
 from partrobust.pipeline import notebook_plan, run
 from partrobust.results import gather_results
 from partrobust.sweep import expand, load_plan
@@ -110,17 +112,18 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
                                      "progress": False}},
         "config": {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(data / "synthetic")}},
         "sweep": [{"grid": {"model.name": ["resnet", "downsampled", "bbox"]}},
-                  {"set": {"train.method": "trades", "model.name": "bbox"}, "grid": {"train.beta": [0.5, 2.0]}}],
+                  {"set": {"train.method": "trades", "model.name": "bbox"}, "grid": {"train.beta": [0.5, 2.0]}},
+                  {"set": {"model.name": "resnet"}, "grid": {"seed": [1, 2]}}],  # 3 seeds of the PGD ResNet
         "notebooks": {"02_trades_sweep": {"run_missing": True}},
     }
     params_file = tmp_path / "tiny.yaml"
     params_file.write_text(yaml.safe_dump(plan))
     reports = run(params_file, runs_root=runs, repo=REPO, progress=False)
-    assert [r.state for r in reports] == ["done"] * 5
+    assert [r.state for r in reports] == ["done"] * 7
 
     experiment = runs / "tiny"
     results = gather_results(experiment)
-    assert results.run_id.nunique() == 5 and set(results.model) == {"resnet", "downsampled", "bbox"}
+    assert results.run_id.nunique() == 7 and set(results.model) == {"resnet", "downsampled", "bbox"}
     assert sorted(results[results.training == "trades"].beta.unique()) == [0.5, 2.0]
     for _, group in results.groupby("run_id"):
         metrics = dict(zip(group.metric, group.value))
@@ -138,7 +141,35 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
         assert json.loads((folder / "status.json").read_text())["state"] == "done"
     assert (experiment / "00_data_prep.ipynb").is_file() and (experiment / "02_trades_sweep.ipynb").is_file()
     assert (experiment / "figures" / "02_sweep_tradeoff.png").is_file()
+    summary = pd.read_csv(experiment / "figures" / "seeds" / "summary.csv")  # notebook 02's across-seeds section
+    resnet = summary[(summary.model == "resnet") & (summary.metric == "clean_accuracy")].iloc[0]
+    assert resnet.seeds == 3 and resnet["mean"] == pytest.approx(results[(results.model == "resnet") & (results.metric == "clean_accuracy")].value.mean())
+    assert set(summary[summary.model != "resnet"].seeds) == {1}
+    assert (experiment / "figures" / "seeds" / "clean_vs_autoattack.png").is_file()
     assert {"00_synthetic_samples.png", "00_synthetic_bbox_samples.png"} <= {p.name for p in (experiment / "figures").glob("*.png")}
 
     again = run(params_file, runs_root=runs, repo=REPO, progress=False)
-    assert [r.state for r in again] == ["skipped"] * 5, "a finished sweep does no work"
+    assert [r.state for r in again] == ["skipped"] * 7, "a finished sweep does no work"
+
+
+def test_execute_streams_what_the_notebook_prints(tmp_path, capsys):
+    """A terminal user of the batch runner sees the notebook's own output as it runs, not a cell counter."""
+    parameters = {"dataset": "synthetic", "num_classes": 3, "image_size": 16, "n_train": 6, "n_val": 3, "n_test": 3,
+                  "output_root": str(tmp_path / "data"), "run_dir": str(tmp_path), "progress": False}
+    execute(REPO, "00_data_prep", parameters, tmp_path / "streamed.ipynb", stream=True)
+    assert "synthetic-parts: 3 classes" in capsys.readouterr().out
+    execute(REPO, "00_data_prep", parameters, tmp_path / "quiet.ipynb", stream=False)
+    assert "synthetic-parts" not in capsys.readouterr().out
+
+
+def test_parallel_runs_show_finished_lines_not_progress_bars():
+    """With several jobs the runs' output is interleaved: each shows its finished lines (epoch
+    records, messages), prefixed by the run id, and none of its progress-bar states."""
+    from partrobust.sweep import finished_lines
+
+    chunk = ("\rclean 1/7:  50%|█████     | 60/125 [00:10<00:10,  5.9it/s, acc=41.0%]\r" + " " * 60 + "\r"
+             '{"phase": "clean", "epoch": 1, "val_clean_acc": 44.0}\n'
+             "AutoAttack:   0%|          | 0/2 [00:00<?, ?attack/s]\rAutoAttack: 100%|██████████| 2/2 [00:03<00:00,  1.5s/it]\n"
+             "\n[partrobust] run resnet-normal-1a2b3c4d done in 12 s\n")
+    assert finished_lines(chunk) == ['{"phase": "clean", "epoch": 1, "val_clean_acc": 44.0}',
+                                     "[partrobust] run resnet-normal-1a2b3c4d done in 12 s"]

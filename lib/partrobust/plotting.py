@@ -18,6 +18,12 @@ MODEL_LABELS = {
 }
 
 
+MODEL_COLORS = dict(zip(MODEL_LABELS, sns.color_palette("colorblind", len(MODEL_LABELS))))
+"""One colour-blind-safe colour per model, the same in every figure."""
+
+TRAINING_MARKERS = {"normal": "o", "pgd": "s", "trades": "^"}
+
+
 def model_label(name: str) -> str:
     """Display name of a registered model ("bbox" -> "Bounding-Box")."""
     return MODEL_LABELS.get(name, name)
@@ -59,5 +65,32 @@ def plot_training_history(history: pd.DataFrame, title: str = "") -> matplotlib.
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y_metric: str = "autoattack_accuracy",
+                      title: str = "") -> matplotlib.figure.Figure:
+    """Mean of `y_metric` against mean of `x_metric` per model and training, with their confidence
+    intervals as error bars (input: `partrobust.stats.seed_summary`). Colour: model; marker: training."""
+    from .stats import distinguishing_columns
+
+    extra = distinguishing_columns(summary)
+    wide = summary.astype({c: str for c in extra}).pivot_table(
+        index=["model", "training", *extra], columns="metric", values=["mean", "half_width", "seeds"], aggfunc="first", sort=False)
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    for (model, training, *values), row in wide.iterrows():
+        xerr, yerr = row[("half_width", x_metric)], row[("half_width", y_metric)]
+        ax.errorbar(row[("mean", x_metric)], row[("mean", y_metric)],
+                    xerr=None if pd.isna(xerr) else xerr, yerr=None if pd.isna(yerr) else yerr,
+                    marker=TRAINING_MARKERS.get(training, "D"), color=MODEL_COLORS.get(model), markersize=7, capsize=3,
+                    linestyle="none", label=", ".join([model_label(model), training, *(f"{c}={v}" for c, v in zip(extra, values))]))
+    seeds = sorted({int(n) for n in wide["seeds"].to_numpy().ravel() if not pd.isna(n)})
+    confidence = summary.confidence.iloc[0] if "confidence" in summary else 0.95
+    ax.set_xlabel(f"{x_metric.replace('_', ' ')} (%)")
+    ax.set_ylabel(f"{y_metric.replace('_', ' ')} (%)")
+    ax.set_title(title or f"mean ± {100 * confidence:.0f}% CI over {'/'.join(map(str, seeds))} seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig

@@ -1,4 +1,4 @@
-# partrobust: make smoke | make test | make weights | make nbdime | make lab | make clean
+# partrobust: make smoke | make test | make study | make weights | make nbdime | make lab | make clean
 # Uses the active virtual environment (or conda env) if there is one, else creates .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ endif
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.partrobust-installed
 
-.PHONY: install smoke test test-fast weights nbdime lab clean
+.PHONY: install smoke study test test-fast weights nbdime lab clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ $(STAMP): pyproject.toml
 # The whole loop on the built-in synthetic data on a CPU: notebooks 00 and 01 -> runs/smoke/
 smoke: install
 	"$(PY)" -m partrobust.pipeline params/smoke.yaml
+
+# The built-in study (27 runs, 2 at a time; < 1 hour on 2 CPU cores): figures/builtin_study/ and the README's table.
+study: install
+	"$(PY)" -m partrobust.pipeline params/builtin_study.yaml --jobs 2
+	"$(PY)" -m partrobust.readme figures/builtin_study/table.md builtin-study-table
 
 # Unit tests and papermill runs of the notebooks on tiny parameters.
 test: install
@@ -50,4 +55,4 @@ lab: install
 	"$(ENV_DIR)/bin/jupyter" lab notebooks/
 
 clean:
-	rm -rf runs/smoke
+	rm -rf runs/smoke runs/builtin

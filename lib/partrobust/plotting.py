@@ -89,7 +89,8 @@ def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y
     confidence = summary.confidence.iloc[0] if "confidence" in summary else 0.95
     ax.set_xlabel(f"{x_metric.replace('_', ' ')} (%)")
     ax.set_ylabel(f"{y_metric.replace('_', ' ')} (%)")
-    ax.set_title(title or f"mean ± {100 * confidence:.0f}% CI over {'/'.join(map(str, seeds))} seeds", fontsize=9)
+    datasets = ", ".join(sorted(summary.dataset.astype(str).unique())) + ": " if "dataset" in summary else ""
+    ax.set_title(title or f"{datasets}mean ± {100 * confidence:.0f}% CI over {'/'.join(map(str, seeds))} seeds", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -78,3 +78,16 @@ def test_seed_report_files_are_byte_identical_across_runs(tmp_path):
     header = [cell.strip() for cell in table.splitlines()[0].strip("|").split("|")]
     assert header == ["training", "model", "clean", "AutoAttack", "seeds"]
     assert "Bounding-Box" in table and "12 runs of `params/x.yaml`" in table
+
+
+def test_seed_report_with_single_seed_settings_and_a_beta_sweep(tmp_path):
+    """Settings with one seed have no interval (empty, not an error), and options that do not apply
+    (beta of a PGD run) neither split rows nor create empty ones."""
+    rows = [(f"resnet-pgd-{s}", "resnet", "pgd", None, s, m, 50.0 + s) for s in range(3) for m in ("clean_accuracy", "autoattack_accuracy")]
+    rows += [(f"bbox-trades-b{b}", "bbox", "trades", b, 0, m, 60.0 + b) for b in (0.5, 2.0) for m in ("clean_accuracy", "autoattack_accuracy")]
+    paths = save_seed_report(_results(rows), tmp_path, source="params/x.yaml")
+    table = seed_table(seed_summary(_results(rows)))
+    assert len(table) == 3 and list(table.seeds) == [3, 1, 1]
+    assert table.loc[("trades", "bbox", 2.0), "clean"] == "62.0"
+    assert table.loc[("pgd", "resnet", ""), "clean"] == format_mean_ci(*mean_ci([50.0, 51.0, 52.0]))
+    assert paths["png"].stat().st_size > 0

@@ -69,6 +69,12 @@ def plot_training_history(history: pd.DataFrame, title: str = "") -> matplotlib.
     return fig
 
 
+def _setting_label(model: str, training: str, extra: dict) -> str:
+    """'Bounding-Box, trades, beta=2' (options that do not apply are left out)."""
+    options = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items() if not pd.isna(v)]
+    return ", ".join([model_label(model), training, *options])
+
+
 def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y_metric: str = "autoattack_accuracy",
                       title: str = "") -> matplotlib.figure.Figure:
     """Mean of `y_metric` against mean of `x_metric` per model and training, with their confidence
@@ -76,16 +82,17 @@ def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y
     from .stats import distinguishing_columns
 
     extra = distinguishing_columns(summary)
-    wide = summary.astype({c: str for c in extra}).pivot_table(
-        index=["model", "training", *extra], columns="metric", values=["mean", "half_width", "seeds"], aggfunc="first", sort=False)
     fig, ax = plt.subplots(figsize=(5.2, 4))
-    for (model, training, *values), row in wide.iterrows():
-        xerr, yerr = row[("half_width", x_metric)], row[("half_width", y_metric)]
-        ax.errorbar(row[("mean", x_metric)], row[("mean", y_metric)],
-                    xerr=None if pd.isna(xerr) else xerr, yerr=None if pd.isna(yerr) else yerr,
+    for (model, training, *values), group in summary.groupby(["model", "training", *extra], sort=False, dropna=False):
+        cells = group.set_index("metric")
+        if not {x_metric, y_metric} <= set(cells.index):
+            continue
+        x, y = cells.loc[x_metric], cells.loc[y_metric]
+        ax.errorbar(x["mean"], y["mean"], xerr=None if pd.isna(x.half_width) else x.half_width,
+                    yerr=None if pd.isna(y.half_width) else y.half_width,
                     marker=TRAINING_MARKERS.get(training, "D"), color=MODEL_COLORS.get(model), markersize=7, capsize=3,
-                    linestyle="none", label=", ".join([model_label(model), training, *(f"{c}={v}" for c, v in zip(extra, values))]))
-    seeds = sorted({int(n) for n in wide["seeds"].to_numpy().ravel() if not pd.isna(n)})
+                    linestyle="none", label=_setting_label(model, training, dict(zip(extra, values))))
+    seeds = sorted(summary.seeds.astype(int).unique())
     confidence = summary.confidence.iloc[0] if "confidence" in summary else 0.95
     ax.set_xlabel(f"{x_metric.replace('_', ' ')} (%)")
     ax.set_ylabel(f"{y_metric.replace('_', ' ')} (%)")

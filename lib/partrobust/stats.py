@@ -97,16 +97,15 @@ def format_mean_ci(mean: float, half_width: float, decimals: int = 1) -> str:
 
 
 def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Wide view of `seed_summary`: one row per setting (training, model and whatever else varies),
-    one 'mean ± CI' column per metric, plus the number of seeds."""
+    """Wide view of `seed_summary`: one row per setting (training, model and whatever else varies,
+    empty where it does not apply), one 'mean ± CI' column per metric, plus the number of seeds."""
     index = ["training", "model", *distinguishing_columns(summary)]
-    cells = summary.assign(cell=[format_mean_ci(m, h) for m, h in zip(summary["mean"], summary.half_width)])
-    cells[index] = cells[index].astype(str)
-    table = cells.pivot_table(index=index, columns="metric", values="cell", aggfunc="first", sort=False)
-    table = table[[m for m in SUMMARY_METRICS if m in table.columns]].rename(columns=METRIC_LABELS)
-    table["seeds"] = cells.groupby(index, sort=False).seeds.min()
-    table.columns.name = None
-    return table
+    labels = [METRIC_LABELS.get(m, m) for m in SUMMARY_METRICS if m in set(summary.metric)]
+    rows = []
+    for keys, group in summary.astype({c: object for c in index}).fillna({c: "" for c in index}).groupby(index, sort=False):
+        cells = {METRIC_LABELS.get(m, m): format_mean_ci(r["mean"], r.half_width) for m, r in group.set_index("metric").iterrows()}
+        rows.append({**dict(zip(index, keys)), **{label: cells.get(label, "") for label in labels}, "seeds": int(group.seeds.min())})
+    return pd.DataFrame(rows).set_index(index)
 
 
 SEED_FIGURE = "clean_vs_autoattack"

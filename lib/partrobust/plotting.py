@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from .results import distinguishing_columns
+
 MODEL_LABELS = {
     "resnet": "ResNet",
     "downsampled": "Downsampled",
@@ -79,8 +81,6 @@ def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y
                       title: str = "") -> matplotlib.figure.Figure:
     """Mean of `y_metric` against mean of `x_metric` per model and training, with their confidence
     intervals as error bars (input: `partrobust.stats.seed_summary`). Colour: model; marker: training."""
-    from .stats import distinguishing_columns
-
     extra = distinguishing_columns(summary)
     fig, ax = plt.subplots(figsize=(5.2, 4))
     for (model, training, *values), group in summary.groupby(["model", "training", *extra], sort=False, dropna=False):

@@ -23,6 +23,22 @@ RUN_COLUMNS = ["experiment", "run_id", "dataset", "training", *RESULT_INDEX]
 """Identifying columns of every result row: the run, the dataset and the config fields tables are indexed by."""
 METRIC_COLUMNS = ["metric", "value", "n", "note"]
 RESULT_COLUMNS = [*RUN_COLUMNS, *METRIC_COLUMNS, "config_hash"]
+SUMMARY_METRICS = ("clean_accuracy", "pgd_accuracy", "autoattack_accuracy")
+"""The headline metrics of a run (its status line, the seed tables)."""
+_NOT_SETTING = ("experiment", "run_id", "seed")
+
+
+def setting_columns(results: pd.DataFrame) -> list[str]:
+    """The identifying columns of a run other than its seed (dataset, model, training, hyperparameters)."""
+    return [c for c in RUN_COLUMNS if c in results.columns and c not in _NOT_SETTING]
+
+
+def distinguishing_columns(frame: pd.DataFrame) -> list[str]:
+    """Setting columns other than training and model that differ between settings of the same
+    training and model (a TRADES beta sweep: ``beta``); the others follow from those two."""
+    pair = ["training", "model"]
+    return [c for c in setting_columns(frame) if c not in pair
+            and (frame.groupby(pair, dropna=False)[c].nunique(dropna=False) > 1).any()]
 
 
 def result_rows(

@@ -36,7 +36,7 @@ from .data.prepared import PreparedDatasetError
 from .evaluation import collect, evaluate, pgd_examples, predict
 from .models import ModelConfig, build_model, count_parameters
 from .notebooks import NotebookFailed, execute
-from .results import RESULTS_FILE, add_results, gather_results, result_rows, write_manifest
+from .results import RESULTS_FILE, SUMMARY_METRICS, add_results, gather_results, result_rows, write_manifest
 from .rundir import TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
 from .runconfig import (RunConfig, base_config, check_weights_file, config_hash, identity, make_run_config, phase_id, phase_identity, run_id,
                         used_rows)
@@ -46,7 +46,6 @@ from .utils import find_repo_root, float32_precision, resolve_device, seed_every
 RUN_NOTEBOOK = "01_pgd_training"
 PHASES_DIR = "_train"  # <experiment>/_train/<model>-<phase>-<hash>/: training phases shared by runs
 DEFAULT_EXPERIMENT = "default"
-SUMMARY_METRICS = ("clean_accuracy", "pgd_accuracy", "autoattack_accuracy")
 
 
 def _log(message: str) -> None:

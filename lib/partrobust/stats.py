@@ -19,12 +19,10 @@ from scipy import stats
 
 from .fileio import atomic_write_text
 from .plotting import MODEL_LABELS, model_label, plot_seed_summary, save_figure
-from .results import RUN_COLUMNS
+from .results import SUMMARY_METRICS, distinguishing_columns, setting_columns
 
-SUMMARY_METRICS = ("clean_accuracy", "pgd_accuracy", "autoattack_accuracy")
 METRIC_LABELS = {"clean_accuracy": "clean", "pgd_accuracy": "PGD", "autoattack_accuracy": "AutoAttack"}
 TRAINING_ORDER = ("normal", "pgd", "trades")
-_NOT_SETTING = ("experiment", "run_id", "seed")
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -38,19 +36,6 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
         return float(x[0]), math.nan
     sem = x.std(ddof=1) / math.sqrt(x.size)
     return float(x.mean()), float(stats.t.ppf((1 + confidence) / 2, df=x.size - 1) * sem)
-
-
-def setting_columns(results: pd.DataFrame) -> list[str]:
-    """The identifying columns of a run other than its seed (dataset, model, training, hyperparameters)."""
-    return [c for c in RUN_COLUMNS if c in results.columns and c not in _NOT_SETTING]
-
-
-def distinguishing_columns(frame: pd.DataFrame) -> list[str]:
-    """Setting columns other than training and model that differ between settings of the same
-    training and model (a TRADES beta sweep: ``beta``); the others follow from those two."""
-    pair = ["training", "model"]
-    return [c for c in setting_columns(frame) if c not in pair
-            and (frame.groupby(pair, dropna=False)[c].nunique(dropna=False) > 1).any()]
 
 
 def seed_summary(results: pd.DataFrame, by: Sequence[str] | None = None,

@@ -22,21 +22,26 @@ from matplotlib.lines import Line2D
 
 from .config import parse_fraction
 from .data.synthetic import DATASET_NAME as BUILTIN_DATASET
-from .plotting import model_label
+from .plotting import MODEL_COLORS, METRIC_ORDER as METRICS, model_label
 from .results import RUN_COLUMNS
 from .utils import find_repo_root
-
-METRICS = [
-    "clean_accuracy", "pgd_accuracy", "autoattack_accuracy",
-    "clean_pixel_accuracy", "pgd_pixel_accuracy", "autoattack_pixel_accuracy",
-]
-"""Metric names, in display order."""
 
 PAPER_MODELS = {"resnet50": "resnet", "bounding_box": "bbox"}
 """Paper-table model name -> our registered model name (others are the same in both)."""
 
-PAPER_ATTACKS = {"clean": "clean_accuracy", "pgd": "pgd_accuracy", "autoattack": "autoattack_accuracy"}
-"""Paper-table `attack` -> our `metric` (other attacks become ``<attack>_accuracy``)."""
+PAPER_ATTACKS = {
+    "clean": "clean_accuracy", "pgd": "pgd_accuracy", "autoattack": "autoattack_accuracy",
+    **{f"{first}": f"two_stage_{first}_accuracy" for first in ("untargeted", "random", "mc_random", "mc_sorted")},
+}
+"""Paper-table `attack` -> our `metric` (Table 13's two-stage attacks are named by their first stage;
+other attacks would become ``<attack>_accuracy``)."""
+
+
+def benchmark_metric(benchmark: str, corruption: str | None = None) -> str:
+    """Our metric name for a non-adversarial benchmark (Tables 2-4, 6, 7, 16): ``common_corruption_accuracy``,
+    ``spurious_correlation_accuracy``, ``shape_vs_texture_accuracy``; one corruption type:
+    ``common_corruption_<type>_accuracy`` (e.g. ``common_corruption_fog_accuracy``)."""
+    return f"{benchmark}_{corruption}_accuracy" if corruption else f"{benchmark}_accuracy"
 
 PAPER_COLUMNS = {"trades_beta": "beta", "epsilon": "eps"}
 """Paper-table column -> our column."""
@@ -269,8 +274,10 @@ def plot_sweep(
     if adv_metric not in wide.columns:
         raise KeyError(f"no {adv_metric!r} column; metrics present: {_present_metrics(wide)}")
     datasets = sorted(wide["dataset"].dropna().unique()) or [""]
-    models = list(dict.fromkeys(wide["model"].dropna()))
-    colors = dict(zip(models, sns.color_palette("deep", n_colors=max(len(models), 1))))
+    present = list(dict.fromkeys(wide["model"].dropna()))
+    models = [m for m in MODEL_COLORS if m in present] + [m for m in present if m not in MODEL_COLORS]
+    others = iter(sns.color_palette("colorblind", n_colors=len(MODEL_COLORS) + len(models))[len(MODEL_COLORS):])
+    colors = {m: MODEL_COLORS[m] if m in MODEL_COLORS else next(others) for m in models}
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.0 * len(datasets), 4.0), squeeze=False)
     trained = set(frontier_trainings)
     for ax, dataset in zip(axes[0], datasets):
@@ -339,8 +346,8 @@ def load_paper_table(number: int, directory: str | Path | None = None) -> pd.Dat
     """Paper table `number` (``tableNN.csv``) in our names, one row per printed number.
 
     Models ``resnet50`` -> ``resnet``, ``bounding_box`` -> ``bbox``; attack -> our ``metric``
-    (``clean`` -> ``clean_accuracy``, ``autoattack`` -> ``autoattack_accuracy``, ...; the paper's own
-    metric column is kept as ``paper_metric``); ``trades_beta`` -> ``beta``; ``epsilon`` -> ``eps``.
+    (``clean`` -> ``clean_accuracy``, ``autoattack`` -> ``autoattack_accuracy``, ...; benchmarks ->
+    `benchmark_metric`; the paper's own metric column is kept as ``paper_metric``); ``trades_beta`` -> ``beta``; ``epsilon`` -> ``eps``.
     lr, weight_decay, c_seg, beta and value are floats; empty cells (the missing Table 9 cell) are NaN.
     """
     path = paper_tables_dir(directory) / f"table{int(number):02d}.csv"
@@ -352,6 +359,9 @@ def load_paper_table(number: int, directory: str | Path | None = None) -> pd.Dat
         table["model"] = table["model"].map(lambda m: PAPER_MODELS.get(m, m) if isinstance(m, str) else m)
     if "attack" in table.columns:
         table["metric"] = table["attack"].map(lambda a: PAPER_ATTACKS.get(a, f"{a}_accuracy") if isinstance(a, str) else a)
+    elif "benchmark" in table.columns:
+        corruption = table["corruption"] if "corruption" in table.columns else pd.Series(None, index=table.index)
+        table["metric"] = [benchmark_metric(b, c if isinstance(c, str) else None) for b, c in zip(table["benchmark"], corruption)]
     for column in ("table", "lr", "weight_decay", "c_seg", "beta", "value", "ci95"):
         if column in table.columns:
             table[column] = pd.to_numeric(table[column], errors="raise")
@@ -427,59 +437,26 @@ def _in_sweep_setup(results: pd.DataFrame, setup: dict[str, Any]) -> pd.Series:
     return keep
 
 
-def compare_with_paper(
-    results: pd.DataFrame,
-    tables: Sequence[int] = (8, 9, 10),
-    directory: str | Path | None = None,
-    setup: dict[str, Any] | None = SWEEP_SETUP,
-) -> pd.DataFrame:
-    """Paper's sweep numbers next to ours, one row per printed paper number.
+def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10), directory: str | Path | None = None) -> pd.DataFrame:
+    """Paper's sweep numbers next to ours, one row per printed paper number, with the sweep's
+    hyperparameter columns (notebook 02's view of `partrobust.paper.side_by_side`, which does the matching).
 
-    A run matches a paper row when dataset, training, model, metric, lr, weight decay, beta and
-    c_seg (when the table has it) agree (floats to 6 decimals, empty == empty), the evaluation eps
-    agrees for adversarial metrics, and its variant columns fit `setup` (`SWEEP_SETUP`; None: no
-    filter). Runs on other datasets (e.g. the built-in synthetic data) never match.
-
-    Columns: the paper row's keys, ``eps``, ``paper``, ``ours`` (mean over matching runs, NaN when
-    none), ``difference`` (ours - paper), ``n`` (test images), ``runs`` and ``run_ids``.
+    Columns: ``table``, dataset, training, model, lr, weight_decay, c_seg, beta, metric, ``eps``,
+    ``paper``, ``ours`` (mean over matching runs, NaN when none), ``difference`` (ours - paper),
+    ``n`` (test images), ``runs`` and ``run_ids`` (comma-separated).
     """
-    ours = results[_in_sweep_setup(results, setup)] if setup else results
-    rows = []
+    from .paper import side_by_side
+
+    frames = []
     for number in tables:
-        paper = load_paper_table(number, directory)
-        has_c_seg = "c_seg" in paper.columns
-        keys = ["dataset", "training", "model", "lr", "weight_decay", *(["c_seg"] if has_c_seg else []), "beta", "metric"]
-        for column in keys:
-            if column not in paper.columns:
-                paper[column] = np.nan
-
-        def keyed(frame: pd.DataFrame) -> pd.DataFrame:
-            out = pd.DataFrame({f"_k_{c}": frame[c].map(_key) if c in frame.columns else "" for c in keys}, index=frame.index)
-            eps = frame["eps"].map(parse_eps) if "eps" in frame.columns else pd.Series(np.nan, index=frame.index)
-            out["_k_eps"] = [_key(e) if _is_adversarial(m) else "" for e, m in zip(eps, frame["metric"])]
-            return out
-
-        key_columns = [f"_k_{c}" for c in keys] + ["_k_eps"]
-        left = pd.concat([paper, keyed(paper)], axis=1)
-        if ours.empty:
-            cells = pd.DataFrame(columns=[*key_columns, "ours", "n", "runs", "run_ids"])
-        else:
-            right = pd.concat([ours[["run_id", "value", "n"]], keyed(ours)], axis=1)
-            cells = right.groupby(key_columns, sort=False).agg(
-                ours=("value", "mean"), n=("n", "max"), runs=("run_id", "nunique"),
-                run_ids=("run_id", lambda s: ",".join(sorted(set(map(str, s))))),
-            ).reset_index()
-        merged = left.merge(cells, on=key_columns, how="left")
-        merged = merged.rename(columns={"value": "paper"})
-        merged["runs"] = merged["runs"].fillna(0).astype(int)
-        merged["run_ids"] = merged["run_ids"].fillna("")
-        columns = ["table", *keys[:-1], "metric", "eps", "paper", "ours", "n", "runs", "run_ids"]
-        rows.append(merged[columns])
-    out = pd.concat(rows, ignore_index=True)
-    if "c_seg" not in out.columns:
-        out.insert(out.columns.get_loc("beta"), "c_seg", np.nan)
-    out["ours"] = out["ours"].astype(float)
-    out["difference"] = out["ours"] - out["paper"]
+        printed = load_paper_table(number, directory)
+        side = side_by_side(results, number, directory)
+        for column in ("lr", "weight_decay", "c_seg", "beta"):
+            side[column] = printed[column].to_numpy() if column in printed.columns else np.nan
+        frames.append(side)
+    out = pd.concat(frames, ignore_index=True)
+    out["runs"] = out["run_ids"].map(lambda ids: len(ids.split())).astype(int)
+    out["run_ids"] = out["run_ids"].str.replace(" ", ",")
     order = ["table", "dataset", "training", "model", "lr", "weight_decay", "c_seg", "beta", "metric", "eps",
              "paper", "ours", "difference", "n", "runs", "run_ids"]
     return out[order]

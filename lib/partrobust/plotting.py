@@ -25,6 +25,12 @@ MODEL_COLORS = dict(zip(MODEL_LABELS, sns.color_palette("colorblind", len(MODEL_
 
 TRAINING_MARKERS = {"normal": "o", "pgd": "s", "trades": "^"}
 
+METRIC_ORDER = [
+    "clean_accuracy", "pgd_accuracy", "autoattack_accuracy",
+    "clean_pixel_accuracy", "pgd_pixel_accuracy", "autoattack_pixel_accuracy",
+]
+"""Metric names, in display order (tables and sweeps)."""
+
 
 def model_label(name: str) -> str:
     """Display name of a registered model ("bbox" -> "Bounding-Box")."""
@@ -43,13 +49,9 @@ def save_figure(fig: matplotlib.figure.Figure, path: str | Path) -> Path:
 def accuracy_table(results: pd.DataFrame) -> pd.DataFrame:
     """Wide table (one row per dataset x training x model, one column per metric)."""
     table = results.pivot_table(index=["dataset", "training", "model"], columns="metric", values="value", aggfunc="first")
-    return table.reindex(columns=[c for c in _METRIC_ORDER if c in table.columns] + [c for c in table.columns if c not in _METRIC_ORDER])
+    return table.reindex(columns=[c for c in METRIC_ORDER if c in table.columns] + [c for c in table.columns if c not in METRIC_ORDER])
 
 
-_METRIC_ORDER = [
-    "clean_accuracy", "pgd_accuracy", "autoattack_accuracy",
-    "clean_pixel_accuracy", "pgd_pixel_accuracy", "autoattack_pixel_accuracy",
-]
 
 
 def plot_training_history(history: pd.DataFrame, title: str = "") -> matplotlib.figure.Figure:

@@ -37,7 +37,7 @@ from .evaluation import collect, evaluate, pgd_examples, predict
 from .models import ModelConfig, build_model, count_parameters
 from .notebooks import NotebookFailed, execute
 from .results import RESULTS_FILE, SUMMARY_METRICS, add_results, gather_results, result_rows, write_manifest
-from .rundir import TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
+from .rundir import CONFIG_FILE, RUN_FILE, TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
 from .runconfig import (RunConfig, base_config, check_weights_file, config_hash, identity, make_run_config, phase_id, phase_identity, run_id,
                         used_rows)
 from .training import ConfigMismatchError, FitResult, fit
@@ -241,6 +241,7 @@ class Run:
         if self.model is None:
             raise RuntimeError("train() first: examples() needs the trained model")
         x, masks, y = (t[:n] for t in self.test_set)
+        torch.manual_seed(self.config.seed)  # the PGD start: the same panel whenever it is drawn
         with float32_precision(tf32=False):  # like evaluate(): full fp32 whatever training used
             x_adv = pgd_examples(self.model, self.config.eval.pgd(), x, y, self.config.eval.batch_size, progress=False)
             clean_pred, clean_masks = predict(self.model, x)
@@ -249,19 +250,16 @@ class Run:
                 "pgd_images": x_adv, "pgd_pred": adv_pred, "pgd_masks": adv_masks}
 
     def save_figures(self) -> list[Path]:
-        """Training curves and, for part models, the predicted-mask panel, under ``figures/``."""
+        """Training curves and, for part models, the predicted-mask panel and its data (``examples.npz``, read by
+        notebook 05), under ``figures/``."""
         from .plotting import plot_training_history, save_figure
-        from .visualize import plot_predictions_panel
+        from .visualize import EXAMPLES_FILE, load_examples, plot_examples, save_examples
 
         paths = [save_figure(plot_training_history(self.history(), self.id), self.dir / "figures" / "training.png")]
         if self.config.is_part_model:
-            ex = self.examples()
-            fig = plot_predictions_panel(
-                ex["true_masks"], ex["labels"],
-                [("clean", ex["images"], ex["clean_masks"], ex["clean_pred"]), ("PGD", ex["pgd_images"], ex["pgd_masks"], ex["pgd_pred"])],
-                self.metadata.classes, self.metadata.num_parts)
-            fig.suptitle(self.id, fontsize=9)
-            paths.append(save_figure(fig, self.dir / "figures" / "masks.png"))
+            stored = save_examples(self.examples(), self.dir / "figures" / EXAMPLES_FILE, self.metadata.classes,
+                                   self.metadata.num_parts, title=self.id)
+            paths += [stored, save_figure(plot_examples(load_examples(stored)), self.dir / "figures" / "masks.png")]
         return paths
 
     def write_manifest(self) -> dict[str, Any]:
@@ -366,3 +364,23 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def write_examples(run_dir: str | Path, progress: bool = False) -> Path | None:
+    """Writes ``figures/examples.npz`` of a finished part-model run that lacks it (runs finished
+    before the file existed): reloads the run's selected weights (no training) and draws the
+    Fig. 5 samples. Returns the file, or None for a ResNet run. Needs the run's dataset and checkpoints."""
+    from .visualize import EXAMPLES_FILE, save_examples
+
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / RUN_FILE).read_text())
+    values, _ = base_config(run_dir / CONFIG_FILE)
+    run = Run(make_run_config(values, {"progress": progress}, where=str(run_dir / CONFIG_FILE)), record["experiment"],
+              run_dir=run_dir)
+    if not run.done:
+        raise RuntimeError(f"{run_dir} is not finished: its examples are written when it finishes")
+    if not run.config.is_part_model:
+        return None
+    run.train()  # finished phases reload their selected weights
+    return save_examples(run.examples(), run_dir / "figures" / EXAMPLES_FILE, run.metadata.classes,
+                         run.metadata.num_parts, title=run.id)

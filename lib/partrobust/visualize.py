@@ -1,6 +1,7 @@
 """Figures of images with their part masks (dataset previews, clean vs attacked predictions)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -171,4 +172,55 @@ def plot_predictions_panel(
     for s, (name, *_rest) in enumerate(settings):
         axes[1 + 2 * s, 0].set_ylabel(f"{name} input", fontsize=8)
         axes[2 + 2 * s, 0].set_ylabel(f"{name} prediction", fontsize=8)
+    return fig
+
+
+EXAMPLES_FILE = "examples.npz"
+"""A part-model run's Fig. 5 samples (``<run>/figures/examples.npz``): what the figure is drawn from."""
+
+
+def save_examples(examples: dict, path: str | Path, class_names: Sequence[str], num_parts: int, title: str = "") -> Path:
+    """Stores `Run.examples` (images as uint8, masks, labels, predictions) so the panel can be redrawn
+    without the checkpoint or the dataset (notebook 05 and ``make figures`` read these)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def image_bytes(x: torch.Tensor) -> np.ndarray:
+        return np.rint(_to_numpy(x).clip(0, 1) * 255).astype(np.uint8)
+
+    def ints(x: torch.Tensor) -> np.ndarray:
+        return _to_numpy(x).astype(np.int16)
+
+    with open(path, "wb") as handle:
+        np.savez_compressed(
+            handle, images=image_bytes(examples["images"]), pgd_images=image_bytes(examples["pgd_images"]),
+            true_masks=ints(examples["true_masks"]), clean_masks=ints(examples["clean_masks"]),
+            pgd_masks=ints(examples["pgd_masks"]), labels=ints(examples["labels"]), clean_pred=ints(examples["clean_pred"]),
+            pgd_pred=ints(examples["pgd_pred"]), class_names=np.asarray(list(class_names), dtype=str),
+            num_parts=np.asarray(num_parts), title=np.asarray(title))
+    return path
+
+
+def load_examples(path: str | Path) -> dict:
+    """The arrays `save_examples` wrote (a corrupt or foreign file raises ValueError naming it)."""
+    keys = {"images", "pgd_images", "true_masks", "clean_masks", "pgd_masks", "labels", "clean_pred", "pgd_pred",
+            "class_names", "num_parts", "title"}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable examples file ({err})") from None
+    if not keys <= set(stored):
+        raise ValueError(f"{path}: not an examples file (missing {sorted(keys - set(stored))})")
+    return stored
+
+
+def plot_examples(examples: dict, title: str | None = None) -> "Figure":
+    """The paper's Fig. 5 panel (ground truth; clean and PGD inputs with predicted masks) from `load_examples`."""
+    fig = plot_predictions_panel(
+        examples["true_masks"], examples["labels"],
+        [("clean", examples["images"], examples["clean_masks"], examples["clean_pred"]),
+         ("PGD", examples["pgd_images"], examples["pgd_masks"], examples["pgd_pred"])],
+        [str(c) for c in examples["class_names"]], int(examples["num_parts"]))
+    fig.suptitle(str(examples["title"]) if title is None else title, fontsize=9)
     return fig

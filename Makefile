@@ -1,4 +1,4 @@
-# partrobust: make smoke | make test | make study | make weights | make nbdime | make lab | make clean
+# partrobust: make smoke | make test | make study | make figures | make weights | make nbdime | make lab | make clean
 # Uses the active virtual environment (or conda env) if there is one, else creates .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ endif
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.partrobust-installed
 
-.PHONY: install smoke study test test-fast weights nbdime lab clean
+.PHONY: install smoke study figures test test-fast weights nbdime lab clean
 
 install: $(STAMP)
 
@@ -28,10 +28,19 @@ $(STAMP): pyproject.toml
 smoke: install
 	"$(PY)" -m partrobust.pipeline params/smoke.yaml
 
-# The built-in study (27 runs, 2 at a time; < 1 hour on 2 CPU cores): figures/builtin_study/ and the README's table.
+# The built-in study (27 runs, 2 at a time; < 1 hour on 2 CPU cores): figures/builtin_study/ (its results
+# snapshot included), the README's table, then the paper's figures and figures/REPORT.md.
 study: install
 	"$(PY)" -m partrobust.pipeline params/builtin_study.yaml --jobs 2
+	"$(PY)" -m partrobust.figures runs/builtin_study --snapshot figures/builtin_study
 	"$(PY)" -m partrobust.readme figures/builtin_study/table.md builtin-study-table
+	"$(PY)" -m partrobust.figures
+
+# Every table and figure of the paper that the results cover, side by side with the paper, and
+# figures/REPORT.md (seconds, CPU). Inputs: the committed snapshots in figures/ and the runs/
+# experiments on the paper's datasets; or name them: make figures INPUTS="runs/a runs/b".
+figures: install
+	"$(PY)" -m partrobust.figures $(INPUTS)
 
 # Unit tests and papermill runs of the notebooks on tiny parameters.
 test: install

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from .analysis import frontier, parse_eps, wide_runs
-from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, source_of
+from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, with_source
 from .plotting import model_label
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def _cells(side: pd.DataFrame, builtin: pd.DataFrame, table: int) -> pd.DataFram
 
 
 def _sources(results: pd.DataFrame) -> list[str]:
-    found = {source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])}
+    found = set(with_source(results)["source"]) if not results.empty else set()
     return sorted(set(PAPER_DATASETS) | found)
 
 
@@ -126,7 +126,7 @@ def beats_resnet(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFram
 def dominates_tradeoff(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:
     """Fig. 4: every point of the ResNet's clean-vs-AutoAttack frontier (PGD and TRADES runs) is
     matched or beaten on both axes by a run of each part model."""
-    sourced = results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+    sourced = with_source(results)
     runs = sourced[(sourced["source"] == source) & sourced["training"].isin(["pgd", "trades"])]
     wide = wide_runs(runs)
     if wide.empty or "autoattack_accuracy" not in wide or not {"resnet", *PART_MODELS} <= set(wide["model"]):
@@ -146,7 +146,7 @@ def dominates_tradeoff(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.Da
 
 def no_masking_aa_below_pgd(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:
     """Gradient masking check: AutoAttack (the stronger attack) never leaves more accuracy than PGD on the same run."""
-    sourced = results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+    sourced = with_source(results)
     wide = wide_runs(sourced[sourced["source"] == source])
     if wide.empty or not {"pgd_accuracy", "autoattack_accuracy"} <= set(wide.columns):
         return "not yet run", "needs runs evaluated with PGD and AutoAttack"
@@ -161,7 +161,7 @@ def no_masking_aa_below_pgd(results: pd.DataFrame, side: pd.DataFrame, builtin: 
 
 def no_masking_large_eps(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:
     """Gradient masking check (Table 11): at eps 32/255 the adversarial accuracy is near 0 (< 5 %)."""
-    sourced = results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+    sourced = with_source(results)
     rows = sourced[(sourced["source"] == source) & sourced["metric"].isin(["autoattack_accuracy", "pgd_accuracy"])]
     eps = rows["eps"].map(parse_eps) if not rows.empty else pd.Series(dtype=float)
     large = rows[np.isclose(eps.astype(float), 32 / 255)] if not rows.empty else rows
@@ -251,7 +251,7 @@ def report_markdown(claims: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFr
         lines.append(f"- `{shown}`")
     if not results.empty:
         lines += ["", "| source | runs | test images | seeds |", "|---|---|---|---|"]
-        sourced = results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+        sourced = with_source(results)
         for source, group in sourced.groupby("source"):
             n = sorted(set(group["n"].astype(int)))
             lines.append(f"| {source_label(source)} | {group['run_id'].nunique()} | {', '.join(map(str, n))} | "

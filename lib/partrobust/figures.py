@@ -34,10 +34,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .analysis import _axis_label, plot_sweep, wide_runs  # noqa: E402
+from .analysis import _axis_label, parse_eps, plot_sweep, wide_runs  # noqa: E402
 from .config import Section  # noqa: E402
 from .fileio import atomic_write_text  # noqa: E402
-from .paper import NOTEBOOK_03, NOTEBOOK_04, TABLES, all_side_by_side, builtin_table, is_builtin, settings  # noqa: E402
+from .paper import NOTEBOOK_03, NOTEBOOK_04, TABLES, all_side_by_side, builtin_table, is_builtin, settings, with_source  # noqa: E402
 from .plotting import MODEL_COLORS, TRAINING_MARKERS, model_label, save_figure  # noqa: E402
 from .results import RESULT_COLUMNS, RESULTS_FILE, gather_results, read_results  # noqa: E402
 from .stats import seed_summary  # noqa: E402
@@ -125,19 +125,13 @@ def source_label(source: str) -> str:
     return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else source
 
 
-def _sourced(results: pd.DataFrame) -> pd.DataFrame:
-    from .paper import source_of
-
-    return results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
-
-
 def _adv_metric(frame: pd.DataFrame) -> str:
     return "autoattack_accuracy" if "autoattack_accuracy" in set(frame["metric"]) else "pgd_accuracy"
 
 
 def fig04_tradeoff(results: pd.DataFrame) -> dict[str, plt.Figure]:
     """Fig. 4: clean vs adversarial accuracy of every adversarially trained run, one panel per source."""
-    sourced = _sourced(results)
+    sourced = with_source(results)
     adversarial = sourced[sourced["training"].isin(["pgd", "trades"])]
     if adversarial.empty:
         raise Missing("no PGD or TRADES runs")
@@ -154,7 +148,7 @@ def table01_seeds(results: pd.DataFrame) -> dict[str, plt.Figure]:
     from .plotting import plot_seed_summary
 
     figures = {}
-    for source, group in _sourced(results).groupby("source", sort=True):
+    for source, group in with_source(results).groupby("source", sort=True):
         summary = seed_summary(group.drop(columns="source"))
         if summary.empty or not {"clean_accuracy", "autoattack_accuracy"} <= set(summary["metric"]):
             continue
@@ -168,7 +162,7 @@ def table01_seeds(results: pd.DataFrame) -> dict[str, plt.Figure]:
 def fig05_masks(results: pd.DataFrame, examples: dict[str, Path]) -> dict[str, plt.Figure]:
     """Fig. 5 / 12: ground truth, clean and PGD inputs with predicted masks, for the PGD-trained
     part model of each source and model (lowest seed), from its stored examples."""
-    runs = _sourced(results).drop_duplicates("run_id")
+    runs = with_source(results).drop_duplicates("run_id")
     runs = runs[runs["run_id"].isin(examples) & runs["model"].ne("resnet")]
     order = {"pgd": 0, "trades": 1, "normal": 2}
     runs = runs.assign(_rank=runs["training"].map(order).fillna(3)).sort_values(["source", "model", "_rank", "seed", "run_id"])
@@ -217,8 +211,6 @@ def accuracy_curve(results: pd.DataFrame, *, name: str, column: str, x_label: st
                    metrics: Sequence[str] = ACCURACIES, adversarial_only: bool = False) -> dict[str, plt.Figure]:
     """Seed-mean accuracies against a swept `column` (eps, c_seg, label fraction), one panel per
     source; Missing (saying what it `needs`) unless some model was run with two or more values."""
-    from .analysis import parse_eps
-
     frame = _sweep_frame(results, column, metrics)
     if adversarial_only:
         frame = frame[frame["training"].isin(["pgd", "trades"])]

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import SWEEP_SETUP, _is_adversarial, _key, load_paper_table, parse_eps, select_best
+from .analysis import SWEEP_SETUP, _in_sweep_setup, _is_adversarial, _key, load_paper_table, parse_eps, select_best
 from .data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from .results import setting_columns
 from .stats import mean_ci
@@ -146,6 +146,11 @@ def source_of(dataset: Any, experiment: Any) -> str:
     return f"builtin:{experiment}" if is_builtin(dataset) else str(dataset)
 
 
+def with_source(results: pd.DataFrame) -> pd.DataFrame:
+    """`results` with a ``source`` column (`source_of` of each row's dataset and experiment)."""
+    return results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+
+
 def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Our results averaged over seeds: one row per (source, setting, metric).
 
@@ -156,7 +161,7 @@ def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """
     if results.empty:
         return pd.DataFrame(columns=["source", "setting", "metric", "value", "ci95", "seeds", "n", "run_ids"])
-    frame = results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+    frame = with_source(results)
     columns = ["source", *setting_columns(frame)]
     rows = []
     for keys, group in frame.groupby([*columns, "metric"], sort=True, dropna=False):
@@ -177,8 +182,7 @@ def _at_reference_eps(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _matches_setup(frame: pd.DataFrame, varies: Sequence[str]) -> pd.Series:
-    from .analysis import _in_sweep_setup
-
+    """Rows in the paper's main setup (`SWEEP_SETUP`) except for the columns the table `varies`."""
     return _in_sweep_setup(frame, {k: v for k, v in SWEEP_SETUP.items() if k not in varies})
 
 

@@ -52,8 +52,6 @@ def accuracy_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(columns=[c for c in METRIC_ORDER if c in table.columns] + [c for c in table.columns if c not in METRIC_ORDER])
 
 
-
-
 def plot_training_history(history: pd.DataFrame, title: str = "") -> matplotlib.figure.Figure:
     """Loss and accuracies per epoch over both training phases (clean, then adversarial)."""
     frame = history.reset_index(drop=True).assign(step=lambda d: range(1, len(d) + 1))

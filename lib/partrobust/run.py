@@ -325,6 +325,26 @@ def execute_run_notebook(config: RunConfig, experiment: str = DEFAULT_EXPERIMENT
     return run
 
 
+def write_examples(run_dir: str | Path, progress: bool = False) -> Path | None:
+    """Writes ``figures/examples.npz`` of a finished part-model run that lacks it (runs finished
+    before the file existed): reloads the run's selected weights (no training) and draws the
+    Fig. 5 samples. Returns the file, or None for a ResNet run. Needs the run's dataset and checkpoints."""
+    from .visualize import EXAMPLES_FILE, save_examples
+
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / RUN_FILE).read_text())
+    values, _ = base_config(run_dir / CONFIG_FILE)
+    run = Run(make_run_config(values, {"progress": progress}, where=str(run_dir / CONFIG_FILE)), record["experiment"],
+              run_dir=run_dir)
+    if not run.done:
+        raise RuntimeError(f"{run_dir} is not finished: its examples are written when it finishes")
+    if not run.config.is_part_model:
+        return None
+    run.train()  # finished phases reload their selected weights
+    return save_examples(run.examples(), run_dir / "figures" / EXAMPLES_FILE, run.metadata.classes,
+                         run.metadata.num_parts, title=run.id)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train and evaluate one run.", epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -364,23 +384,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def write_examples(run_dir: str | Path, progress: bool = False) -> Path | None:
-    """Writes ``figures/examples.npz`` of a finished part-model run that lacks it (runs finished
-    before the file existed): reloads the run's selected weights (no training) and draws the
-    Fig. 5 samples. Returns the file, or None for a ResNet run. Needs the run's dataset and checkpoints."""
-    from .visualize import EXAMPLES_FILE, save_examples
-
-    run_dir = Path(run_dir)
-    record = json.loads((run_dir / RUN_FILE).read_text())
-    values, _ = base_config(run_dir / CONFIG_FILE)
-    run = Run(make_run_config(values, {"progress": progress}, where=str(run_dir / CONFIG_FILE)), record["experiment"],
-              run_dir=run_dir)
-    if not run.done:
-        raise RuntimeError(f"{run_dir} is not finished: its examples are written when it finishes")
-    if not run.config.is_part_model:
-        return None
-    run.train()  # finished phases reload their selected weights
-    return save_examples(run.examples(), run_dir / "figures" / EXAMPLES_FILE, run.metadata.classes,
-                         run.metadata.num_parts, title=run.id)

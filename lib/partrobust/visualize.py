@@ -1,11 +1,14 @@
 """Figures of images with their part masks (dataset previews, clean vs attacked predictions)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+
+from .fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -191,13 +194,14 @@ def save_examples(examples: dict, path: str | Path, class_names: Sequence[str], 
     def ints(x: torch.Tensor) -> np.ndarray:
         return _to_numpy(x).astype(np.int16)
 
-    with open(path, "wb") as handle:
-        np.savez_compressed(
-            handle, images=image_bytes(examples["images"]), pgd_images=image_bytes(examples["pgd_images"]),
-            true_masks=ints(examples["true_masks"]), clean_masks=ints(examples["clean_masks"]),
-            pgd_masks=ints(examples["pgd_masks"]), labels=ints(examples["labels"]), clean_pred=ints(examples["clean_pred"]),
-            pgd_pred=ints(examples["pgd_pred"]), class_names=np.asarray(list(class_names), dtype=str),
-            num_parts=np.asarray(num_parts), title=np.asarray(title))
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, images=image_bytes(examples["images"]), pgd_images=image_bytes(examples["pgd_images"]),
+        true_masks=ints(examples["true_masks"]), clean_masks=ints(examples["clean_masks"]),
+        pgd_masks=ints(examples["pgd_masks"]), labels=ints(examples["labels"]), clean_pred=ints(examples["clean_pred"]),
+        pgd_pred=ints(examples["pgd_pred"]), class_names=np.asarray(list(class_names), dtype=str),
+        num_parts=np.asarray(num_parts), title=np.asarray(title))
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -17,6 +17,7 @@ import torch  # noqa: E402
 
 from partrobust import analysis, claims, figures, paper  # noqa: E402
 from partrobust.visualize import load_examples, save_examples  # noqa: E402
+from conftest import write_mini_paper_tables  # noqa: E402
 from test_analysis import acc, frame, run_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,21 +224,34 @@ def digests(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.slow
-def test_make_figures_is_byte_identical_and_the_committed_figures_are_current(tables_dir, tmp_path, monkeypatch):
-    """Two executions on the committed snapshot give the same bytes, equal to what is committed in figures/."""
-    monkeypatch.chdir(REPO)
+def make_figures_twice(tmp_path: Path, *extra: str) -> dict[str, str]:
+    """`python -m partrobust.figures` on the committed snapshot into two folders; their digests, asserted equal."""
     outputs = []
     for attempt in ("a", "b"):
         out = tmp_path / attempt
-        assert figures.main(["figures/builtin_study", "--output", str(out)]) == 0
+        assert figures.main(["figures/builtin_study", "--output", str(out), *extra]) == 0
         outputs.append(digests(out))
-    assert outputs[0] == outputs[1]
+    assert outputs[0] == outputs[1], "the same results must give the same bytes"
+    return outputs[0]
+
+
+@pytest.mark.slow
+def test_make_figures_is_byte_identical(tmp_path, monkeypatch):
+    """Runs without ../shared: the paper's tables in their CSV format, made up (conftest)."""
+    monkeypatch.chdir(REPO)
+    made = make_figures_twice(tmp_path, "--paper-tables", str(write_mini_paper_tables(tmp_path / "tables")))
     assert {"REPORT.md", "paper/fig04_tradeoff.png", "paper/fig04_tradeoff.pdf", "paper/tables/table01.md",
-            "paper/side_by_side.csv"} <= set(outputs[0])
-    assert any(name.startswith("paper/fig05_masks_") for name in outputs[0])
+            "paper/side_by_side.csv"} <= set(made)
+    assert any(name.startswith("paper/fig05_masks_") for name in made)
+
+
+@pytest.mark.slow
+def test_the_committed_figures_are_what_make_figures_gives(tables_dir, tmp_path, monkeypatch):
+    """figures/ holds exactly what `make figures` draws from the committed snapshot and the paper's tables."""
+    monkeypatch.chdir(REPO)
+    made = make_figures_twice(tmp_path)
     committed = digests(REPO / "figures")
-    stale = [name for name, digest in outputs[0].items() if committed.get(name) != digest]
+    stale = [name for name, digest in made.items() if committed.get(name) != digest]
     assert not stale, f"figures/ is not what `make figures` gives on the committed snapshot: {stale}"
 
 

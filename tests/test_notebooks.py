@@ -7,12 +7,13 @@ import papermill as pm
 import pytest
 import yaml
 
-from partrobust.analysis import paper_tables_dir
 from partrobust.config import ParameterError
 from partrobust.notebooks import execute
 from partrobust.pipeline import notebook_plan, run
 from partrobust.results import gather_results
 from partrobust.sweep import expand, load_plan
+
+from conftest import write_mini_paper_tables
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -101,14 +102,6 @@ TINY_RUN = {
 }
 
 
-def paper_tables_present() -> bool:
-    try:
-        paper_tables_dir()
-    except FileNotFoundError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
     """Notebook 00 makes data, each run executes notebook 01 in its folder, notebook 02 reports, notebook 05 draws."""
@@ -125,8 +118,8 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
                   {"set": {"model.name": "resnet"}, "grid": {"seed": [1, 2]}}],  # 3 seeds of the PGD ResNet
         "notebooks": {"02_trades_sweep": {"run_missing": True}},
     }
-    if paper_tables_present():  # notebook 05 reads the paper's tables beside the checkout
-        plan["notebooks"]["05_figures"] = {"output_dir": str(tmp_path / "figs")}
+    paper_tables = str(write_mini_paper_tables(tmp_path / "paper-tables"))  # notebook 05 runs without ../shared too
+    plan["notebooks"]["05_figures"] = {"output_dir": str(tmp_path / "figs"), "paper_tables": paper_tables}
     params_file = tmp_path / "tiny.yaml"
     params_file.write_text(yaml.safe_dump(plan))
     reports = run(params_file, runs_root=runs, repo=REPO, progress=False)
@@ -159,13 +152,12 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
     assert (experiment / "figures" / "seeds" / "clean_vs_autoattack.png").is_file()
     assert {"00_synthetic_samples.png", "00_synthetic_bbox_samples.png"} <= {p.name for p in (experiment / "figures").glob("*.png")}
 
-    if paper_tables_present():  # notebook 05 on the tiny runs: the paper's figures and the report
-        figs = tmp_path / "figs"
-        assert (experiment / "05_figures.ipynb").is_file() and (figs / "REPORT.md").is_file()
-        drawn = {p.name for p in (figs / "paper").glob("*.png")}
-        assert {"fig04_tradeoff.png", "fig05_masks_builtin_tiny_bbox.png", "fig05_masks_builtin_tiny_downsampled.png"} <= drawn
-        assert "built-in data (tiny)" in (figs / "paper" / "tables" / "table01.md").read_text()
-        assert all((folder / "figures" / "examples.npz").is_file() for folder in experiment.glob("*-pgd-*") if "resnet" not in folder.name)
+    figs = tmp_path / "figs"  # notebook 05 on the tiny runs: the paper's figures and the report
+    assert (experiment / "05_figures.ipynb").is_file() and (figs / "REPORT.md").is_file()
+    drawn = {p.name for p in (figs / "paper").glob("*.png")}
+    assert {"fig04_tradeoff.png", "fig05_masks_builtin_tiny_bbox.png", "fig05_masks_builtin_tiny_downsampled.png"} <= drawn
+    assert "built-in data (tiny)" in (figs / "paper" / "tables" / "table01.md").read_text()
+    assert all((folder / "figures" / "examples.npz").is_file() for folder in experiment.glob("*-pgd-*") if "resnet" not in folder.name)
 
     again = run(params_file, runs_root=runs, repo=REPO, progress=False)
     assert [r.state for r in again] == ["skipped"] * 7, "a finished sweep does no work"

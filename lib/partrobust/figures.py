@@ -224,20 +224,20 @@ def table11_eps(results: pd.DataFrame) -> dict[str, plt.Figure]:
     """Table 11 as curves: adversarial accuracy against eps (should fall to about 0 at 32/255)."""
     return accuracy_curve(results, name="table11_eps", column="eps", x_label="eps (x/255)", adversarial_only=True,
                           metrics=("autoattack_accuracy", "pgd_accuracy"), title="Adversarial accuracy against eps (Table 11)",
-                          needs=f"no model evaluated at two or more eps ({NOTEBOOK_03})")
+                          needs="no model evaluated at two or more eps")
 
 
 def fig09_cseg(results: pd.DataFrame) -> dict[str, plt.Figure]:
     """Fig. 9: clean and adversarial accuracy of part models against c_seg."""
     return accuracy_curve(results, name="fig09_cseg", column="c_seg", x_label="c_seg", title="Accuracy against c_seg (Fig. 9)",
-                          needs=f"no part model trained with two or more c_seg values ({NOTEBOOK_03})")
+                          needs="no part model trained with two or more c_seg values")
 
 
 def fig10_label_fraction(results: pd.DataFrame) -> dict[str, plt.Figure]:
     """Fig. 10: accuracy against the fraction of training images with part labels."""
     return accuracy_curve(results, name="fig10_label_fraction", column="label_fraction",
                           x_label="fraction of images with part labels", title="Accuracy against the part-label fraction (Fig. 10)",
-                          needs=f"no part model trained with two or more label fractions ({NOTEBOOK_03})")
+                          needs="no part model trained with two or more label fractions")
 
 
 BENCHMARKS = ("shape_vs_texture_accuracy", "spurious_correlation_accuracy", "common_corruption_accuracy")
@@ -248,7 +248,7 @@ def fig08_benchmarks(results: pd.DataFrame) -> dict[str, plt.Figure]:
     ours = settings(results)
     present = [b for b in BENCHMARKS if b in set(ours.get("metric", []))]
     if not present:
-        raise Missing(f"no non-adversarial benchmark results ({NOTEBOOK_04})")
+        raise Missing("no non-adversarial benchmark results")
     wide = ours.pivot_table(index=["source", "setting", "model"], columns="metric", values="value").reset_index()
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], present):

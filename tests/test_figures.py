@@ -282,3 +282,19 @@ def test_the_paper_joined_with_itself_is_exact(tables_dir):
         assert (side["status"] == "ours").all() and side["ours"].isna().equals(side["paper"].isna())  # Table 9's empty cell
         assert (side["difference"].dropna() == 0).all() and side["difference"].notna().sum() == side["paper"].notna().sum()
         assert side.loc[side["status"] == "ours", "run_ids"].str.split().str.len().eq(1).all()
+
+
+def test_benchmark_tables_select_table6s_hyperparameter_sets(tables_dir):
+    """(A): best on shape vs texture; (B): best on the mean of spurious correlation and corruptions (Table 6)."""
+    def normal(run_id: str, lr: float, shape: float, spurious: float, corruption: float) -> list[dict]:
+        return run_rows(run_id, "downsampled", "normal", {"clean_accuracy": 90.0, "shape_vs_texture_accuracy": shape,
+                                                           "spurious_correlation_accuracy": spurious,
+                                                           "common_corruption_accuracy": corruption},
+                        dataset="part_imagenet", lr=lr)
+
+    results = frame(normal("shape-best", 0.1, 45.0, 60.0, 80.0), normal("robust-best", 0.05, 40.0, 66.0, 86.0))
+    assert cell(paper.side_by_side(results, 4, tables_dir), model="downsampled")["run_ids"] == "shape-best"
+    assert cell(paper.side_by_side(results, 2, tables_dir), model="downsampled")["run_ids"] == "robust-best"
+    table6 = paper.side_by_side(results, 6, tables_dir)
+    assert set(table6[(table6.model == "downsampled") & table6.row.str.contains("=A")].run_ids) == {"shape-best"}
+    assert set(table6[(table6.model == "downsampled") & table6.row.str.contains("=B")].run_ids) == {"robust-best"}

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import SWEEP_SETUP, _in_sweep_setup, _is_adversarial, _key, load_paper_table, parse_eps, select_best
+from .analysis import SWEEP_SETUP, _in_sweep_setup, _key, load_paper_table, parse_eps, select_best
 from .data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from .results import setting_columns
 from .stats import mean_ci
@@ -279,7 +279,7 @@ def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec) -> pd.D
                 continue
             ours_values = pool[key].map(_key) if key in pool else pd.Series("", index=pool.index)
             match &= ours_values == _key(row.get(key))
-        adversarial = _is_adversarial(row["metric"])
+        adversarial = _key(parse_eps(row.get("eps"))) != ""  # clean and benchmark numbers print no eps
         if adversarial and not pool.empty:
             eps = pool["eps"].map(parse_eps).map(_key) if "eps" in pool else pd.Series("", index=pool.index)
             match &= eps == _key(parse_eps(row.get("eps")))

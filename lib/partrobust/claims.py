@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from .analysis import frontier, parse_eps, wide_runs
-from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, with_source
+from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, in_main_setup, with_source
 from .plotting import model_label
 
 if TYPE_CHECKING:
@@ -124,10 +124,10 @@ def beats_resnet(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFram
 
 
 def dominates_tradeoff(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:
-    """Fig. 4: every point of the ResNet's clean-vs-AutoAttack frontier (PGD and TRADES runs) is
-    matched or beaten on both axes by a run of each part model."""
+    """Fig. 4: every point of the ResNet's clean-vs-AutoAttack frontier (PGD and TRADES runs of the
+    paper's main setup, no ablations) is matched or beaten on both axes by a run of each part model."""
     sourced = with_source(results)
-    runs = sourced[(sourced["source"] == source) & sourced["training"].isin(["pgd", "trades"])]
+    runs = sourced[(sourced["source"] == source) & sourced["training"].isin(["pgd", "trades"]) & in_main_setup(sourced)]
     wide = wide_runs(runs)
     if wide.empty or "autoattack_accuracy" not in wide or not {"resnet", *PART_MODELS} <= set(wide["model"]):
         return "not yet run", "needs PGD/TRADES runs of the ResNet and both part models with AutoAttack"

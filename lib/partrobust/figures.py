@@ -37,7 +37,7 @@ import seaborn as sns  # noqa: E402
 from .analysis import _axis_label, parse_eps, plot_sweep, wide_runs  # noqa: E402
 from .config import Section  # noqa: E402
 from .fileio import atomic_write_text  # noqa: E402
-from .paper import NOTEBOOK_03, NOTEBOOK_04, TABLES, all_side_by_side, builtin_table, is_builtin, settings, with_source  # noqa: E402
+from .paper import NOTEBOOK_03, NOTEBOOK_04, TABLES, in_main_setup, all_side_by_side, builtin_table, is_builtin, settings, with_source  # noqa: E402
 from .plotting import MODEL_COLORS, TRAINING_MARKERS, model_label, save_figure  # noqa: E402
 from .results import RESULT_COLUMNS, RESULTS_FILE, gather_results, read_results  # noqa: E402
 from .stats import seed_summary  # noqa: E402
@@ -130,9 +130,10 @@ def _adv_metric(frame: pd.DataFrame) -> str:
 
 
 def fig04_tradeoff(results: pd.DataFrame) -> dict[str, plt.Figure]:
-    """Fig. 4: clean vs adversarial accuracy of every adversarially trained run, one panel per source."""
+    """Fig. 4: clean vs adversarial accuracy of every adversarially trained run of the paper's main
+    setup (ablation variants are left out), one panel per source."""
     sourced = with_source(results)
-    adversarial = sourced[sourced["training"].isin(["pgd", "trades"])]
+    adversarial = sourced[sourced["training"].isin(["pgd", "trades"]) & in_main_setup(sourced)]
     if adversarial.empty:
         raise Missing("no PGD or TRADES runs")
     wide = wide_runs(adversarial.assign(dataset=adversarial["source"].map(source_label)))

@@ -66,7 +66,6 @@ class TableSpec:
     select: bool = False
     group_by: tuple[str, ...] = ()
     produced_by: str = MAIN_RUNS
-    figure: str = ""
 
 
 _BENCHMARK = dict(select=True, produced_by=NOTEBOOK_04)
@@ -80,28 +79,27 @@ TABLES: dict[int, TableSpec] = {spec.number: spec for spec in [
     TableSpec(6, "Generalised robustness of hyperparameter sets (A) and (B)", keys=("hparam_set",), **_BENCHMARK),
     TableSpec(7, "Common corruptions per corruption type", **_BENCHMARK),
     TableSpec(8, "ResNet-50 sweep (normal, PGD lr x wd, TRADES beta)", keys=("lr", "weight_decay", "beta"),
-              produced_by=_pipeline("params/part_imagenet_sweep.yaml"), figure="fig04"),
+              produced_by=_pipeline("params/part_imagenet_sweep.yaml")),
     TableSpec(9, "Downsampled part-model sweep", keys=("lr", "weight_decay", "c_seg", "beta"),
-              produced_by=_pipeline("params/part_imagenet_sweep.yaml"), figure="fig04"),
+              produced_by=_pipeline("params/part_imagenet_sweep.yaml")),
     TableSpec(10, "Bounding-Box part-model sweep", keys=("lr", "weight_decay", "c_seg", "beta"),
-              produced_by=_pipeline("params/part_imagenet_sweep.yaml"), figure="fig04"),
-    TableSpec(11, "AutoAttack accuracy at eps 8, 16, 24, 32 /255", select=True, produced_by=NOTEBOOK_03,
-              figure="table11_eps"),
+              produced_by=_pipeline("params/part_imagenet_sweep.yaml")),
+    TableSpec(11, "AutoAttack accuracy at eps 8, 16, 24, 32 /255", select=True, produced_by=NOTEBOOK_03),
     TableSpec(12, "PGD with the segmentation loss in the attack objective", keys=("c_seg_attack",), select=True,
               produced_by=NOTEBOOK_03),
     TableSpec(13, "PGD, AutoAttack and four two-stage attacks", select=True, produced_by=NOTEBOOK_03),
     TableSpec(14, "Auxiliary label types (segmentation, part boxes, centroids)", keys=("label_type",), select=True,
               group_by=("label_type",), varies=("labels",), produced_by=NOTEBOOK_03),
     TableSpec(15, "Object-level instead of part-level masks, c_seg sweep", keys=("seg_label_level", "c_seg"),
-              group_by=("seg_label_level",), varies=("labels", "c_seg"), produced_by=NOTEBOOK_03, figure="fig09"),
+              group_by=("seg_label_level",), varies=("labels", "c_seg"), produced_by=NOTEBOOK_03),
     TableSpec(16, "Background channel dropped vs kept", keys=("background",), group_by=("background",),
               varies=("drop_background",), **_BENCHMARK),
     TableSpec(17, "Downsampled pooled size 1x1 to 128x128", keys=("lr", "weight_decay", "c_seg", "downsample_size"),
               varies=("pool_size",), produced_by=NOTEBOOK_03),
     TableSpec(18, "Two-Headed and Pixel part models, c_seg sweep", keys=("c_seg",), varies=("c_seg",),
-              produced_by=NOTEBOOK_03, figure="fig09"),
+              produced_by=NOTEBOOK_03),
     TableSpec(19, "Input image concatenated to the masks, c_seg sweep", keys=("concat_input", "c_seg"),
-              group_by=("concat_input",), varies=("concat_input", "c_seg"), produced_by=NOTEBOOK_03, figure="fig09"),
+              group_by=("concat_input",), varies=("concat_input", "c_seg"), produced_by=NOTEBOOK_03),
 ]}
 """Table number -> its spec; all 19 of the paper's numeric tables."""
 
@@ -181,7 +179,7 @@ def _at_reference_eps(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[eps.isna() | np.isclose(eps.astype(float), parse_eps(REFERENCE_EPS))]
 
 
-def _matches_setup(frame: pd.DataFrame, varies: Sequence[str]) -> pd.Series:
+def in_main_setup(frame: pd.DataFrame, varies: Sequence[str] = ()) -> pd.Series:
     """Rows in the paper's main setup (`SWEEP_SETUP`) except for the columns the table `varies`."""
     return _in_sweep_setup(frame, {k: v for k, v in SWEEP_SETUP.items() if k not in varies})
 
@@ -265,7 +263,7 @@ def side_by_side(results: pd.DataFrame, number: int, directory: str | Path | Non
 
 def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """The join of `side_by_side`, for given printed rows (`load_paper_table`) and settings (`settings`)."""
-    pool = ours[_matches_setup(ours, spec.varies)] if not ours.empty else ours
+    pool = ours[in_main_setup(ours, spec.varies)] if not ours.empty else ours
     chosen: dict[str, set[str]] = {}
     rows = []
     for _, row in paper.iterrows():

@@ -577,16 +577,14 @@ def test_a_model_that_breaks_only_under_attack_is_caught(monkeypatch):
 
     model = NanOffClean()
     cfg = EvalConfig(pgd_steps=1, pgd_restarts=1, autoattack=False)
-    import partrobust.evaluation as evaluation
-
-    real = evaluation.pgd_examples
+    real = cfg.pgd()
 
     def attack_then_break(*args, **kwargs):
         out = real(*args, **kwargs)
         model.clean = False
         return out
 
-    monkeypatch.setattr(evaluation, "pgd_examples", attack_then_break)
+    monkeypatch.setattr(EvalConfig, "pgd", lambda self: attack_then_break)
     with pytest.raises(InvalidInputError, match="NaN or infinite logits"):
         evaluate(model, _images(), torch.zeros(4, 8, 8, dtype=torch.long), torch.tensor([0, 1, 2, 3]), cfg)
 

@@ -18,6 +18,7 @@ from .attacks.autoattack import KNOWN_ATTACKS, STANDARD_ITERATIONS, STANDARD_SQU
 from pydantic import Field, field_validator
 
 from .config import Fraction, Section, format_fraction
+from .distributed import SINGLE, Dist, item_seed
 from .losses import UNLABELLED
 from .utils import float32_precision
 
@@ -127,40 +128,67 @@ def evaluate(
     state_dir: Path | None = None,
     seed: int = 0,
     progress: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    dist: Dist = SINGLE,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, torch.Tensor]]]:
     """Evaluates clean, PGD and (optionally) AutoAttack accuracy on (x, y), in eval mode and full
     fp32 (TF32 off for matmuls and convolutions whatever training used; restored afterwards).
 
+    With several processes (`dist`), each attacks its share of the batches (PGD) or chunks
+    (AutoAttack); the per-sample outcomes are gathered, and since every batch and chunk is seeded
+    by its index, they equal those of one process.
+
     Returns:
         rows: one dict per metric (``metric``, ``value`` in %, ``n``, ``note``).
-        inputs: the evaluated inputs by setting ("clean", "pgd", "autoattack"), for figures.
+        outcomes: per setting ("clean", "pgd", "autoattack"), per-sample ``correct`` (bool) and,
+            for part models, ``pixel`` (pixel accuracy of the predicted mask).
     """
     with float32_precision(tf32=False):
-        return _evaluate(model, x, masks, y, cfg, state_dir, seed, progress)
+        return _evaluate(model, x, masks, y, cfg, state_dir, seed, progress, dist)
 
 
-def _evaluate(model, x, masks, y, cfg: EvalConfig, state_dir, seed: int, progress: bool):
+def sample_outcomes(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, y: torch.Tensor, attack: PGD | None,
+                    batch_size: int, seed: int = 0, dist: Dist = SINGLE, progress: bool = False,
+                    desc: str = "") -> dict[str, torch.Tensor]:
+    """Per-sample ``correct`` (and ``pixel`` for part models) on (x, y), attacked by `attack` if given.
+
+    Batch j starts from the seed ``item_seed(seed, j)`` and runs in the process that owns it, so
+    the outcome of every sample is the same for any number of processes.
+    """
+    device = next(model.parameters()).device
+    batches = list(_batches(x, masks, y, batch_size=batch_size))
+    mine: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    for j in tqdm(list(dist.mine(len(batches))), desc=desc, disable=not progress, leave=False):
+        xb, mb, yb = batches[j]
+        if attack is not None:
+            torch.manual_seed(item_seed(seed, j))
+            xb = attack(model, xb.to(device), yb.to(device)).cpu()
+        preds, pred_masks = predict(model, xb, batch_size)
+        mine[j] = (preds == yb, None if pred_masks is None else pixel_accuracy(pred_masks, mb))
+    merged = dist.merge(mine)
+    out = {"correct": torch.cat([merged[j][0] for j in range(len(batches))])}
+    if batches and merged[0][1] is not None:
+        out["pixel"] = torch.cat([merged[j][1] for j in range(len(batches))])
+    return out
+
+
+def _evaluate(model, x, masks, y, cfg: EvalConfig, state_dir, seed: int, progress: bool, dist: Dist):
     model.eval()
     device = next(model.parameters()).device
     check_images(x, "test images")
-    predictions = {"clean": predict(model, x, cfg.batch_size)}  # fails fast on NaN logits, before any attack
-    inputs: dict[str, torch.Tensor] = {"clean": x, "pgd": pgd_examples(model, cfg.pgd(), x, y, cfg.batch_size, progress)}
+    outcomes = {"clean": sample_outcomes(model, x, masks, y, None, cfg.batch_size, seed, dist)}  # NaN logits fail here
+    outcomes["pgd"] = sample_outcomes(model, x, masks, y, cfg.pgd(), cfg.batch_size, seed, dist, progress, "PGD")
     notes = {"clean": "", "pgd": f"{cfg.pgd_steps} steps, step {format_fraction(cfg.pgd_step_size)}, {cfg.pgd_restarts} restarts"}
-    robust_override = {}
     if cfg.autoattack:
         state_path = state_dir / "autoattack_state.pt" if state_dir is not None else None
-        result = cfg.autoattack_adapter(state_path, seed, progress).run(model, x.to(device), y.to(device))
-        inputs["autoattack"] = result.x_adv.cpu()
+        result = cfg.autoattack_adapter(state_path, seed, progress).run(model, x.to(device), y.to(device), dist=dist)
+        outcomes["autoattack"] = sample_outcomes(model, result.x_adv.cpu(), masks, y, None, cfg.batch_size, seed, dist)
+        outcomes["autoattack"]["correct"] = result.robust.cpu()  # pointwise worst case as AutoAttack scored it
         notes["autoattack"] = result.note
-        robust_override["autoattack"] = result.robust.cpu()
     rows = []
-    for setting, xs in inputs.items():
-        preds, pred_masks = predictions[setting] if setting in predictions else predict(model, xs, cfg.batch_size)
-        correct = preds == y
-        if setting in robust_override:  # pointwise worst case as AutoAttack scored it
-            correct = robust_override[setting]
-        rows.append({"metric": f"{setting}_accuracy", "value": 100.0 * correct.float().mean().item(), "n": len(y), "note": notes[setting]})
-        if pred_masks is not None:
-            pix = pixel_accuracy(pred_masks, masks)
-            rows.append({"metric": f"{setting}_pixel_accuracy", "value": 100.0 * pix.mean().item(), "n": len(y), "note": notes[setting]})
-    return rows, inputs
+    for setting, outcome in outcomes.items():
+        rows.append({"metric": f"{setting}_accuracy", "value": 100.0 * outcome["correct"].float().mean().item(), "n": len(y),
+                     "note": notes[setting]})
+        if "pixel" in outcome:
+            rows.append({"metric": f"{setting}_pixel_accuracy", "value": 100.0 * outcome["pixel"].mean().item(), "n": len(y),
+                         "note": notes[setting]})
+    return rows, outcomes

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from ..distributed import SINGLE, Dist
 from ..fileio import atomic_torch_save, load_checkpoint
 from .base import check_images, check_logits, eval_mode
 
@@ -115,7 +116,11 @@ class AutoAttack:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.run(model, x, y).x_adv
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AutoAttackResult:
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, dist: Dist = SINGLE) -> AutoAttackResult:
+        """Runs the attacks in order on the points still robust; with several processes (`dist`),
+        chunk j of each attack runs in process ``j % world_size`` and the outcomes are shared after
+        every round of chunks (every sub-attack reseeds per chunk, so the result is that of one
+        process). Rank 0 alone writes the state file."""
         from pyautoattack import AutoAttack as _PyAutoAttack
 
         x, y = x.detach(), y.detach()
@@ -146,7 +151,7 @@ class AutoAttack:
             }
             bar = tqdm(total=len(attacks), desc="AutoAttack", disable=not self.progress, unit="attack")
             for attack in attacks:
-                self._run_one(adversary, model, x, y, attack, state, bar)
+                self._run_one(adversary, model, x, y, attack, state, bar, dist)
                 bar.update(1)
             bar.close()
         return AutoAttackResult(
@@ -158,7 +163,7 @@ class AutoAttack:
             robust_after=dict(state["robust_after"]),
         )
 
-    def _run_one(self, adversary, model, x, y, attack: str, state: dict, bar) -> None:
+    def _run_one(self, adversary, model, x, y, attack: str, state: dict, bar, dist: Dist) -> None:
         if attack in state["robust_after"]:
             return
         if attack not in state["pending"]:
@@ -167,19 +172,24 @@ class AutoAttack:
         indices = state["pending"][attack]
         chunks = list(torch.split(indices, self.batch_size)) if len(indices) else []
         adversary.attacks_to_run = [attack]
-        for j in range(state["done"][attack], len(chunks)):
-            idx = chunks[j]
-            bar.set_postfix_str(f"{attack} chunk {j + 1}/{len(chunks)}, robust {int(state['robust'].sum())}/{len(y)}")
-            idx_dev = idx.to(x.device)
-            x_adv, _ = adversary.run_standard_evaluation(x[idx_dev], y[idx_dev], batch_size=self.batch_size)
-            with torch.no_grad():
-                fooled = (self._predict(model, x_adv) != y[idx_dev]).cpu()
-            state["robust"][idx[fooled]] = False
-            state["x_adv"][idx[fooled]] = x_adv[fooled.to(x.device)].cpu()
-            state["done"][attack] = j + 1
-            self._save_state(state)
+        for first in range(state["done"][attack], len(chunks), dist.world_size):  # a round: one chunk per process
+            updates = {}
+            j = first + dist.rank
+            if j < len(chunks):
+                idx = chunks[j]
+                bar.set_postfix_str(f"{attack} chunk {j + 1}/{len(chunks)}, robust {int(state['robust'].sum())}/{len(y)}")
+                idx_dev = idx.to(x.device)
+                x_adv, _ = adversary.run_standard_evaluation(x[idx_dev], y[idx_dev], batch_size=self.batch_size)
+                with torch.no_grad():
+                    fooled = (self._predict(model, x_adv) != y[idx_dev]).cpu()
+                updates[j] = (idx[fooled], x_adv[fooled.to(x.device)].cpu())
+            for fooled_idx, fooled_x in dist.merge(updates).values():
+                state["robust"][fooled_idx] = False
+                state["x_adv"][fooled_idx] = fooled_x
+            state["done"][attack] = min(first + dist.world_size, len(chunks))
+            self._save_state(state, dist)
         state["robust_after"][attack] = state["robust"].float().mean().item()
-        self._save_state(state)
+        self._save_state(state, dist)
 
     def _predict(self, model: nn.Module, x: torch.Tensor, check: bool = False) -> torch.Tensor:
         preds = []
@@ -213,8 +223,8 @@ class AutoAttack:
             )
         return state
 
-    def _save_state(self, state: dict) -> None:
-        if self.state_path is not None:
+    def _save_state(self, state: dict, dist: Dist = SINGLE) -> None:
+        if self.state_path is not None and dist.is_main:
             atomic_torch_save(state, self.state_path)
 
 

@@ -172,6 +172,7 @@ def sample_outcomes(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, y: t
 
 
 def _evaluate(model, x, masks, y, cfg: EvalConfig, state_dir, seed: int, progress: bool, dist: Dist):
+    progress = progress and dist.is_main
     model.eval()
     device = next(model.parameters()).device
     check_images(x, "test images")

@@ -10,6 +10,11 @@ an unfinished one resumes from its last epoch; a folder written by another confi
 ``--notebook`` executes notebook 01 for the run (the executed copy lands in the run folder), as
 the batch runner does; notebook 01 calls the same `Run` steps as this command.
 
+Several GPUs (or CPU processes) on one run: ``torchrun --nproc_per_node N -m partrobust.run
+CONFIG.yaml``. ``data.batch_size`` stays the global batch (each process takes 1/N of it), the
+gradients are averaged by DistributedDataParallel, the evaluation attacks are split across the
+processes with the one-process result, and rank 0 writes every file (`partrobust.distributed`).
+
 Exit status: 0 done (or already done), 1 the run failed, 2 bad configuration or input, 3 busy.
 """
 from __future__ import annotations
@@ -28,10 +33,12 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from . import distributed
 from .attacks import select_attacks
 from .config import ParameterError, Section, parse_assignment, to_dict
+from .distributed import Dist
 from .data import scan_prepared, validate_prepared
-from .data.loaders import build_loaders
+from .data.loaders import build_loaders, per_process_batch
 from .data.prepared import PreparedDatasetError
 from .evaluation import collect, evaluate, pgd_examples, predict
 from .models import ModelConfig, build_model, count_parameters
@@ -70,7 +77,12 @@ class Run:
     """
 
     def __init__(self, config: RunConfig, experiment: str = DEFAULT_EXPERIMENT, runs_root: str | Path = "runs",
-                 run_dir: str | Path | None = None) -> None:
+                 run_dir: str | Path | None = None, dist: Dist | None = None) -> None:
+        self.dist = dist if dist is not None else distributed.current()
+        try:
+            self.batch_per_process = per_process_batch(config.data, self.dist)
+        except ValueError as err:
+            raise ParameterError(str(err)) from None
         self.config = config
         self.experiment = experiment
         self.id = run_id(config)
@@ -93,6 +105,8 @@ class Run:
         self.model_config = self._model_config()
         check_weights_file(config)
         self.device = resolve_device(config.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per process
         self.model: nn.Module | None = None
         self.fit_result: FitResult | None = None
         self._loaders: dict[str, Any] | None = None
@@ -139,7 +153,9 @@ class Run:
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Run":
-        """Claims the folder (config.yaml, run.json), takes the run's lock and marks it running."""
+        """Claims the folder (config.yaml, run.json), takes the run's lock and marks it running (rank 0)."""
+        if not self.dist.is_main:
+            return self
         claim(self.dir, self.config, self.experiment)
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(locked(self.dir))
@@ -148,7 +164,9 @@ class Run:
         return self
 
     def finish(self) -> dict[str, Any]:
-        """Writes the manifest, marks the run done with its key metrics and releases the lock."""
+        """Writes the manifest, marks the run done with its key metrics and releases the lock (rank 0)."""
+        if not self.dist.is_main:
+            return {}
         if not self.done:
             self.write_manifest()
             metrics = self.results().set_index("metric")["value"].to_dict()
@@ -158,7 +176,9 @@ class Run:
         return read_status(self.dir)
 
     def fail(self, error: BaseException) -> None:
-        """Marks the run failed with the error, and releases the lock."""
+        """Marks the run failed with the error, and releases the lock (rank 0)."""
+        if not self.dist.is_main:
+            return
         write_status(self.dir, "failed", error=f"{type(error).__name__}: {error}", wall_time_s=round(time.time() - self._t0, 1))
         self.release()
 
@@ -171,7 +191,7 @@ class Run:
     @property
     def loaders(self) -> dict[str, Any]:
         if self._loaders is None:
-            self._loaders = build_loaders(self.config.data.labelled_root, self.config.data, seed=self.config.seed)
+            self._loaders = build_loaders(self.config.data.labelled_root, self.config.data, seed=self.config.seed, dist=self.dist)
         return self._loaders
 
     @property
@@ -203,12 +223,13 @@ class Run:
         for phase, name in phases.items():
             folder = self.phase_dir(phase)
             link = self.dir / TRAIN_DIR / name
-            if not os.path.lexists(link):
+            if self.dist.is_main and not os.path.lexists(link):
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(os.path.relpath(folder, link.parent), target_is_directory=True)
             shared[phase] = (folder, phase_identity(self.config, phase))
         self.fit_result = fit(model, self.loaders["train"], self.loaders["val"], train, self.dir / TRAIN_DIR, self.device,
-                              fingerprint=identity(self.config), progress=self.config.progress, shared_phases=shared)
+                              fingerprint=identity(self.config), progress=self.config.progress, shared_phases=shared,
+                              dist=self.dist, seed=self.config.seed)
         self.model = model
         return self.fit_result
 
@@ -222,9 +243,10 @@ class Run:
         if self.model is None:
             raise RuntimeError("train() first: evaluate() needs the trained model")
         x, masks, y = self.test_set
-        rows, _ = evaluate(self.model, x, masks, y, self.config.eval, self.dir, seed=self.config.seed, progress=self.config.progress)
+        rows, _ = evaluate(self.model, x, masks, y, self.config.eval, self.dir, seed=self.config.seed, progress=self.config.progress,
+                           dist=self.dist)
         tidy = result_rows(rows, self.config, experiment=self.experiment, dataset=self.dataset_name)
-        return add_results(self.dir / RESULTS_FILE, tidy)
+        return add_results(self.dir / RESULTS_FILE, tidy) if self.dist.is_main else pd.DataFrame(tidy)
 
     def results(self) -> pd.DataFrame:
         return gather_results(self.dir / RESULTS_FILE)
@@ -275,22 +297,34 @@ class Run:
 
 def execute_run(config: RunConfig, experiment: str = DEFAULT_EXPERIMENT, runs_root: str | Path = "runs",
                 run_dir: str | Path | None = None) -> Run:
-    """Trains and evaluates one run (the same steps as notebook 01); a finished run is left alone."""
+    """Trains and evaluates one run (the same steps as notebook 01); a finished run is left alone.
+
+    Under torchrun every process calls this: all train and evaluate their share, rank 0 alone
+    claims the folder and writes status, results, manifest and figures.
+    """
     run = Run(config, experiment, runs_root, run_dir)
-    if run.done:
-        _log(f"run {run.id} is already finished ({run.dir}): nothing to do")
+    dist = run.dist
+    if dist.broadcast(run.done):
+        if dist.is_main:
+            _log(f"run {run.id} is already finished ({run.dir}): nothing to do")
         return run
     run.start()
-    _log(f"run {run.id} -> {run.dir}")
+    dist.barrier()  # the folder is claimed before anyone trains
+    if dist.is_main:
+        where = f" on {dist.world_size} processes, {run.batch_per_process} images each per step" if dist.enabled else ""
+        _log(f"run {run.id} -> {run.dir}{where}")
     try:
         run.train()
         run.evaluate()
-        run.save_figures()
+        if dist.is_main:
+            run.save_figures()
     except BaseException as err:
         run.fail(err)
         raise
     status = run.finish()
-    _log(f"run {run.id} done in {status.get('wall_time_s', 0):.0f} s: {status.get('metrics', {})}")
+    dist.barrier()
+    if dist.is_main:
+        _log(f"run {run.id} done in {status.get('wall_time_s', 0):.0f} s: {status.get('metrics', {})}")
     return run
 
 
@@ -364,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         values, file_experiment = base_config(config_file)
         config = make_run_config(values, overrides, where=args.config)
         experiment = args.experiment or file_experiment or DEFAULT_EXPERIMENT
+        if args.notebook and distributed.from_environment().enabled:
+            raise ParameterError("--notebook runs one process; under torchrun run without it")
+        distributed.setup(config.device)
         runner = execute_run_notebook if args.notebook else execute_run
         runner(config, experiment, args.runs_root, run_dir)
     except (ParameterError, FileNotFoundError, PreparedDatasetError, ConfigMismatchError) as err:
@@ -379,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+    finally:
+        distributed.teardown()
     return 0
 
 

@@ -138,10 +138,15 @@ def resolved(config: RunConfig) -> dict[str, Any]:
     return flat
 
 
+LATER_KEYS: dict[str, Any] = {"train.sync_bn": False}
+"""Keys added after runs existed, left out of the identity at these values (their behaviour before
+they existed), so that the ids of earlier runs stay valid."""
+
+
 def identity(config: RunConfig) -> dict[str, Any]:
     """Flat ``dotted key: value`` of what defines the run's result (no runtime or inapplicable keys)."""
     skip = RUNTIME_KEYS | inapplicable_keys(config)
-    return {k: v for k, v in flatten(to_dict(config)).items() if k not in skip}
+    return {k: v for k, v in flatten(to_dict(config)).items() if k not in skip and not (k in LATER_KEYS and v == LATER_KEYS[k])}
 
 
 def _digest(values: Mapping[str, Any]) -> str:

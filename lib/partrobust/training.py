@@ -26,6 +26,7 @@ from .attacks import PGD, TradesKL
 from pydantic import Field, model_validator
 
 from .config import Fraction, Section, diff_flat
+from .distributed import SINGLE, Dist, item_seed
 from .losses import part_model_loss, trades_loss
 from .fileio import atomic_torch_save, atomic_write_text, file_lock, load_checkpoint, remove_stale_temporaries
 from .utils import float32_precision, rng_state, set_rng_state
@@ -55,6 +56,7 @@ class TrainConfig(Section):
     bf16: bool = Field(False, description="bf16 autocast for training on CUDA (evaluation stays fp32)")
     tf32: bool = Field(False, description="TF32 matmuls and convolutions for training on CUDA (restored afterwards)")
     log_every: int = Field(20, ge=1, description="progress-bar update every N steps")
+    sync_bn: bool = Field(False, description="SyncBatchNorm across the processes of a torchrun run (the reference used it; CUDA only; no effect in one process)")
 
     @property
     def training(self) -> str:
@@ -114,31 +116,48 @@ def _is_part_model(model: nn.Module) -> bool:
     return bool(getattr(model, "is_part_model", False))
 
 
+class LossForward(nn.Module):
+    """The forward pass the training loss differentiates: (class logits, part logits or None).
+
+    One module call for both model kinds, so that DistributedDataParallel (which synchronises
+    the gradients of what its wrapped module's ``forward`` computes) covers the part models'
+    ``forward_with_parts`` too. Attacks call the model itself, outside this wrapper.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if _is_part_model(self.model):
+            return self.model.forward_with_parts(x)
+        return self.model(x), None
+
+
 def training_loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, method: str, cfg: TrainConfig, attack=None
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, method: str, cfg: TrainConfig, attack=None,
+    forward: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step's loss and the logits its accuracy is measured on (model already in train mode).
 
     method: "normal" (eq. 5), "pgd" (eq. 8-9: x* from the class loss, both terms on x*) or
     "trades" (eq. 10-11: one pass over [x; x*], segmentation term on the adversarial half).
+    `forward`: the `LossForward` of `model` (a DDP-wrapped one under torchrun); default: its own.
     """
-    part = _is_part_model(model)
+    forward = forward if forward is not None else LossForward(model)
     if method == "normal" or method == "pgd":
         inputs = attack(model, x, y) if method == "pgd" else x
-        if part:
-            logits, seg = model.forward_with_parts(inputs)
+        logits, seg = forward(inputs)
+        if seg is not None:
             return part_model_loss(logits, y, seg, masks, cfg.c_seg), logits
-        logits = model(inputs)
         return part_model_loss(logits, y), logits
     if method == "trades":
         x_adv = attack(model, x, y)
-        both = torch.cat([x, x_adv])
         n = x.shape[0]
-        if part:
-            logits, seg = model.forward_with_parts(both)
+        logits, seg = forward(torch.cat([x, x_adv]))
+        if seg is not None:
             loss = trades_loss(logits[:n], logits[n:], y, cfg.beta, seg[n:], masks, cfg.c_seg)
         else:
-            logits = model(both)
             loss = trades_loss(logits[:n], logits[n:], y, cfg.beta)
         return loss, logits[n:]
     raise ValueError(f"unknown training method {method!r}")
@@ -153,16 +172,18 @@ def train_one_epoch(
     device: torch.device,
     desc: str,
     progress: bool = True,
+    forward: nn.Module | None = None,
+    dist: Dist = SINGLE,
 ) -> dict[str, float]:
-    """Runs one epoch; returns mean loss and accuracy (on the inputs the loss saw)."""
+    """Runs one epoch; returns mean loss and accuracy (on the inputs the loss saw, over all processes)."""
     attack = cfg.train_attack() if method in ADV_METHODS else None
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    bar = tqdm(loader, desc=desc, disable=not progress or not dist.is_main, leave=False, mininterval=1.0)
     for step, (x, masks, y) in enumerate(bar):
         x, masks, y = x.to(device, non_blocking=True), masks.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, cfg.bf16):
-            loss, logits = training_loss(model, x, y, masks, method, cfg, attack)
+            loss, logits = training_loss(model, x, y, masks, method, cfg, attack, forward)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -173,28 +194,41 @@ def train_one_epoch(
         seen += len(y)
         if step % cfg.log_every == 0:
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+    total_loss, correct, seen = dist.sum([total_loss, correct, seen])
     return {"train_loss": total_loss / max(seen, 1), "train_acc": 100.0 * correct / max(seen, 1)}
 
 
 def validate(
-    model: nn.Module, loader: DataLoader, device: torch.device, attack: PGD | None = None, limit: int | None = None
+    model: nn.Module, loader: DataLoader, device: torch.device, attack: PGD | None = None, limit: int | None = None,
+    dist: Dist = SINGLE, seed: int = 0,
 ) -> dict[str, float]:
-    """Clean accuracy and, with `attack`, adversarial accuracy (%) on up to `limit` samples."""
+    """Clean accuracy and, with `attack`, adversarial accuracy (%) on up to `limit` samples.
+
+    With several processes, batch j runs in process ``j % world_size`` with its attack seeded by
+    its index (the global random stream untouched), and the counts are summed over processes.
+    """
     model.eval()
-    clean, adv, seen = 0, 0, 0
-    for x, _, y in loader:
-        if limit is not None and seen >= limit:
+    clean, adv, seen, total = 0, 0, 0, 0
+    for j, (x, _, y) in enumerate(loader):
+        if limit is not None and total >= limit:
             break
         if limit is not None:
-            x, y = x[: limit - seen], y[: limit - seen]
+            x, y = x[: limit - total], y[: limit - total]
+        total += len(y)
+        if not dist.owns(j):
+            continue
         x, y = x.to(device), y.to(device)
         with torch.no_grad():
             clean += (model(x).argmax(1) == y).sum().item()
         if attack is not None:
-            x_adv = attack(model, x, y)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=dist.enabled):
+                if dist.enabled:
+                    torch.manual_seed(item_seed(seed, j))
+                x_adv = attack(model, x, y)
             with torch.no_grad():
                 adv += (model(x_adv).argmax(1) == y).sum().item()
         seen += len(y)
+    clean, adv, seen = dist.sum([clean, adv, seen])
     metrics = {"val_clean_acc": 100.0 * clean / max(seen, 1)}
     if attack is not None:
         metrics["val_adv_acc"] = 100.0 * adv / max(seen, 1)
@@ -238,6 +272,9 @@ def fit_phase(
     device: torch.device,
     fingerprint: Mapping[str, Any] | None = None,
     progress: bool = True,
+    forward: nn.Module | None = None,
+    dist: Dist = SINGLE,
+    seed: int = 0,
 ) -> FitResult:
     """Trains one phase in `out_dir`, resuming from ``last.pt`` if it exists.
 
@@ -245,9 +282,16 @@ def fit_phase(
     ``history.jsonl`` (one JSON line per epoch). `fingerprint` (the run's identity, flat
     ``key: value``) is stored in both checkpoints; resuming under another one raises
     `ConfigMismatchError` naming the changed keys.
+
+    Under torchrun (`dist`), every process trains its share of each batch through `forward`
+    (the DDP-wrapped `LossForward`); rank 0 alone writes the files, and the others wait for it
+    at the end of every epoch. The data order of epoch e is the sampler's for (seed, e) and the
+    random augmentations of process r are seeded by (seed, e, r), so a resume with any number
+    of processes continues from the last finished epoch.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir, recursive=False)  # a killed checkpoint write leaves its temporary file
+    if dist.is_main:
+        remove_stale_temporaries(out_dir, recursive=False)  # a killed checkpoint write leaves its temporary file
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     adversarial = method in ADV_METHODS
     optimizer = torch.optim.SGD(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
@@ -269,30 +313,34 @@ def fit_phase(
         if start_epoch < epochs:
             print(f"[partrobust] resuming {out_dir} at epoch {start_epoch + 1}/{epochs}", flush=True)
     t0 = time.time()
+    save = atomic_torch_save if dist.is_main else (lambda obj, path: None)
     for epoch in range(start_epoch, epochs):
         phase = "clean" if method == "normal" else method
         desc = f"{phase} {epoch + 1}/{epochs}"
+        if dist.enabled:
+            train_loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            torch.manual_seed(item_seed(item_seed(seed, epoch), dist.rank))
         record: dict[str, Any] = {"phase": phase, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc, progress))
+        record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc, progress, forward, dist))
         scheduler.step()
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs:
             attack = cfg.val_attack() if adversarial else None
-            metrics = validate(model, val_loader, device, attack, cfg.val_limit)
+            metrics = validate(model, val_loader, device, attack, cfg.val_limit, dist, item_seed(seed, epoch))
             record.update(metrics)
             if _is_better(metrics, best, adversarial):
                 best = {**metrics, "epoch": epoch + 1}
-                atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1, "metrics": metrics, "config": config}, best_path)
+                save({"model": model.state_dict(), "epoch": epoch + 1, "metrics": metrics, "config": config}, best_path)
         record["selected"] = best is not None and best["epoch"] == epoch + 1
         history.append(record)
-        if progress:
+        if progress and dist.is_main:
             tqdm.write(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}))
         if best is None and epoch + 1 == epochs:
             # No validation met clean >= adversarial: keep the final weights, and say so.
             best = {"epoch": epochs, "note": "no epoch had clean >= adversarial accuracy; using the last one"}
-            atomic_torch_save({"model": model.state_dict(), "epoch": epochs, "metrics": {}, "config": config}, best_path)
+            save({"model": model.state_dict(), "epoch": epochs, "metrics": {}, "config": config}, best_path)
             history[-1]["selected"] = True
             history[-1]["note"] = best["note"]
-        atomic_torch_save(
+        save(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -306,8 +354,11 @@ def fit_phase(
             },
             last_path,
         )
-        _write_history(out_dir, history)  # every epoch, so listings can read progress without loading checkpoints
-    _write_history(out_dir, history)
+        if dist.is_main:
+            _write_history(out_dir, history)  # every epoch, so listings can read progress without loading checkpoints
+        dist.barrier()  # the others read best.pt and last.pt only after rank 0 has written them
+    if dist.is_main:
+        _write_history(out_dir, history)
     return FitResult(best_checkpoint=best_path, history=history, wall_time_s=time.time() - t0)
 
 
@@ -328,6 +379,8 @@ def fit(
     fingerprint: Mapping[str, Any] | None = None,
     progress: bool = True,
     shared_phases: Mapping[str, tuple[Path, Mapping[str, Any]]] | None = None,
+    dist: Dist = SINGLE,
+    seed: int = 0,
 ) -> FitResult:
     """Clean phase, then the adversarial phase from the best clean weights; returns the final pick.
 
@@ -337,17 +390,35 @@ def fit(
     trained once, under a lock, and the others wait for it and continue from it.
     TF32 (``cfg.tf32``) applies inside this call only: the previous precision settings are
     restored on return, so evaluation afterwards runs in full fp32.
+
+    Under torchrun (`dist`) the loss pass runs through DistributedDataParallel (with
+    SyncBatchNorm if ``cfg.sync_bn``); rank 0 holds the shared phases' locks and the others wait
+    for it before reading any checkpoint.
     """
     out_dir = Path(out_dir)
     shared_phases = shared_phases or {}
 
+    @contextlib.contextmanager
+    def lock_of(folder: Path):
+        with file_lock(folder / ".lock") if dist.is_main else contextlib.nullcontext():
+            dist.barrier()
+            yield
+
     def place(phase: str, default: Path) -> tuple[Path, Mapping[str, Any] | None, contextlib.AbstractContextManager]:
         if phase in shared_phases:
             folder, phase_fingerprint = shared_phases[phase]
-            return Path(folder), phase_fingerprint, file_lock(Path(folder) / ".lock")
+            return Path(folder), phase_fingerprint, lock_of(Path(folder))
         return default, fingerprint, contextlib.nullcontext()
 
+    if cfg.sync_bn and dist.enabled:
+        if device.type != "cuda":
+            raise ValueError("train.sync_bn: SyncBatchNorm runs on CUDA only; set it to false for CPU processes")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
+    forward: nn.Module = LossForward(model)
+    if dist.enabled:
+        forward = nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    phase_args = dict(forward=forward, dist=dist, seed=seed)
     history: list[dict[str, Any]] = []
     wall = 0.0
     result = None
@@ -356,7 +427,7 @@ def fit(
             folder, phase_fingerprint, lock = place("clean", out_dir / "clean")
             with lock:
                 result = fit_phase(model, train_loader, val_loader, cfg, "normal", cfg.epochs_clean, folder, device,
-                                   phase_fingerprint, progress)
+                                   phase_fingerprint, progress, **phase_args)
             history += result.history
             wall += result.wall_time_s
         if cfg.epochs_adv > 0:
@@ -365,7 +436,7 @@ def fit(
                 if result is not None and not (folder / "last.pt").exists():
                     load_weights(model, result.best_checkpoint, device)
                 result = fit_phase(model, train_loader, val_loader, cfg, cfg.method, cfg.epochs_adv, folder, device,
-                                   phase_fingerprint, progress)
+                                   phase_fingerprint, progress, **phase_args)
             history += result.history
             wall += result.wall_time_s
     assert result is not None

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field, model_validator
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ..config import Section
+from ..distributed import SINGLE, Dist
 from .dataset import PartDataset
 from .transforms import eval_transform, train_transform
 
@@ -30,11 +31,22 @@ class LoaderConfig(Section):
         return self
 
 
-def build_loaders(root: str, cfg: LoaderConfig, seed: int = 0) -> dict[str, DataLoader]:
+def per_process_batch(cfg: LoaderConfig, dist: Dist) -> int:
+    """The batch each process trains on: ``data.batch_size`` is the global batch, split evenly."""
+    if cfg.batch_size % dist.world_size:
+        raise ValueError(f"data.batch_size {cfg.batch_size} is the global batch and must divide evenly among "
+                         f"{dist.world_size} processes")
+    return cfg.batch_size // dist.world_size
+
+
+def build_loaders(root: str, cfg: LoaderConfig, seed: int = 0, dist: Dist = SINGLE) -> dict[str, DataLoader]:
     """Train (shuffled by a generator seeded with `seed`, augmented, last partial batch dropped), val and test loaders.
 
     ``cfg.label_fraction`` < 1 drops the part masks of some train rows (see PartDataset);
-    val and test keep all their masks.
+    val and test keep all their masks. Under torchrun (`dist`), each process reads its share of
+    every epoch through a DistributedSampler seeded with `seed` (the epoch set by the training
+    loop), in batches of `per_process_batch`; val and test are read whole by every process and
+    split by batch where they are used.
     """
     generator = torch.Generator().manual_seed(seed)
     pin = torch.cuda.is_available()
@@ -43,12 +55,17 @@ def build_loaders(root: str, cfg: LoaderConfig, seed: int = 0) -> dict[str, Data
         label_fraction=cfg.label_fraction,
         label_seed=cfg.label_seed,
     )
+    batch = per_process_batch(cfg, dist)
+    drop_last = len(train_set) > cfg.batch_size
+    sampler = (DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed,
+                                  drop_last=drop_last) if dist.enabled else None)
     loaders = {
         "train": DataLoader(
             train_set,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            drop_last=len(train_set) > cfg.batch_size,
+            batch_size=batch,
+            shuffle=sampler is None,
+            sampler=sampler,
+            drop_last=drop_last,
             num_workers=cfg.num_workers,
             generator=generator,
             pin_memory=pin,

@@ -5,6 +5,7 @@
     python -m partrobust.pipeline params/X.yaml --only 'bbox-*'      # only matching runs (no notebooks)
     python -m partrobust.pipeline params/X.yaml --notebooks 00       # only notebook 00 (no runs)
     python -m partrobust.pipeline params/X.yaml --jobs 4             # 4 runs at a time (one GPU each)
+    python -m partrobust.pipeline params/X.yaml --launcher slurm     # one SLURM job per run (partrobust.launcher)
 
 Layout of a params file: see `partrobust.sweep`. Outputs: ``<runs_root>/<experiment>/`` holds
 the executed prepare/report notebooks and one folder per run (``<run id>/``, see
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 from .config import ParameterError
 from .data.prepared import PreparedDatasetError
 from .data import scan_prepared
+from .launcher import LAUNCHERS, launcher_config, run_jobs
 from .runconfig import RunConfig, check_weights_file, used_rows
 from .sweep import Plan, RunReport, expand, load_plan, run_sweep, select, status_table, summary_table, swept_keys
 from .notebooks import NotebookFailed, check_parameters, execute
@@ -67,11 +70,17 @@ def _rerun_command(params_file: str | Path, stem: str) -> str:
 
 def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: list[str] | None = None, jobs: int = 1,
         runner: str = "notebook", runs_root: str | Path = "runs", dry_run: bool = False, progress: bool = True,
-        repo: Path | None = None) -> list[RunReport]:
+        repo: Path | None = None, launcher: str = "local", launcher_flags: dict[str, Any] | None = None) -> list[RunReport]:
     """Executes a params file (see the module docstring); returns the runs' reports."""
     repo = repo or find_repo_root()
     refuse_source_location(runs_root, "runs root")
     plan = load_plan(params_file)
+    if launcher not in LAUNCHERS:
+        raise ParameterError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
+    job_settings = launcher_config(plan.launcher, launcher_flags, where=f"{params_file}: launcher")
+    if launcher == "slurm" and not dry_run and shutil.which("sbatch") is None:
+        raise ParameterError("--launcher slurm submits with sbatch, which is not on PATH here (run it on the cluster's login "
+                             "node); --launcher submitit-local runs the same jobs on this machine")
     configs: list[RunConfig] = expand(plan, str(params_file))
     nb_params = notebook_plan(plan, params_file, runs_root, repo)
     for config in configs:  # weights files do not depend on the prepare notebooks: check them first
@@ -92,7 +101,12 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
     for stem in (s for s in plan.prepare if s in nb_params):
         _execute(repo, stem, nb_params[stem], experiment_dir, progress, params_file)
     scan_data(configs, progress)
-    reports = run_sweep(configs, plan.experiment, runs_root, jobs, runner) if configs else []
+    if not configs:
+        reports = []
+    elif launcher == "local":
+        reports = run_sweep(configs, plan.experiment, runs_root, jobs, runner)
+    else:
+        reports = run_jobs(configs, plan.experiment, runs_root, launcher, job_settings)
     if reports:
         print(f"[partrobust] {plan.experiment}: {len(reports)} run(s)\n" + summary_table(reports).to_string(index=False), flush=True)
     failed = [r for r in reports if r.state in ("failed", "busy")]
@@ -124,12 +138,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="execute each run as notebook 01 (default) or as `python -m partrobust.run`")
     parser.add_argument("--runs-root", default="runs", help="where experiments live (default runs/)")
     parser.add_argument("--no-progress", action="store_true", help="do not stream notebook output")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                        help="local: runs on this machine (default); slurm: one SLURM job per run (submitit); "
+                             "submitit-local: the same jobs on this machine")
+    cluster = parser.add_argument_group("job settings (override the params file's launcher: block)")
+    cluster.add_argument("--partition", help="SLURM partition")
+    cluster.add_argument("--gpus", type=int, dest="gpus_per_node", help="GPUs per job (> 1: torchrun on all of them)")
+    cluster.add_argument("--time", type=int, dest="timeout_min", help="minutes per job (timed-out jobs are requeued and resume)")
+    cluster.add_argument("--mem", type=int, dest="mem_gb", help="memory per job in GB")
     args = parser.parse_args(argv)
     params_file = Path(args.params_file).resolve()
     os.chdir(find_repo_root())  # paths inside params files are relative to the repository root
     try:
+        flags = {k: getattr(args, k) for k in ("partition", "gpus_per_node", "timeout_min", "mem_gb")}
         reports = run(params_file, only=args.only, notebooks=args.notebooks, jobs=args.jobs, runner=args.runner,
-                      runs_root=args.runs_root, dry_run=args.dry_run, progress=not args.no_progress)
+                      runs_root=args.runs_root, dry_run=args.dry_run, progress=not args.no_progress,
+                      launcher=args.launcher, launcher_flags=flags)
     except (ParameterError, FileNotFoundError, PreparedDatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

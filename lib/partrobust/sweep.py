@@ -76,6 +76,7 @@ class Plan(Section):
     config: dict[str, Any] = Field(default_factory=dict, description="base run config")
     sweep: SweepBlock | list[SweepBlock] | None = Field(None, description="the runs; none: one run of the base config")
     notebooks: dict[str, dict[str, Any] | None] = Field(default_factory=dict, description="notebooks run after the runs")
+    launcher: dict[str, Any] = Field(default_factory=dict, description="cluster job settings for --launcher slurm (partrobust.launcher.LauncherConfig)")
 
     @model_validator(mode="after")
     def _valid_experiment(self) -> "Plan":
@@ -214,25 +215,41 @@ def _tail(path: Path, lines: int = 3) -> str:
     return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
+def _die_with_parent() -> None:
+    """In a child process: ask Linux to kill it when its parent dies (a killed cluster job leaves no orphan run)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def execute_one(config: RunConfig, experiment: str, runs_root: str | Path, runner: str, gpu: str | None,
-                echo: bool | str, cpu_threads: int | None = None) -> RunReport:
-    """Runs one run in a child process (``python -m partrobust.run``), its output in ``log.txt``
-    and on the terminal as `_pump` says (`echo`)."""
+                echo: bool | str, cpu_threads: int | None = None, processes: int = 1,
+                die_with_parent: bool = False) -> RunReport:
+    """Runs one run in a child process (``python -m partrobust.run``, under ``torchrun`` with
+    `processes` > 1), its output in ``log.txt`` and on the terminal as `_pump` says (`echo`).
+    `die_with_parent`: the child is killed with this process (cluster jobs)."""
     folder = run_dir_for(config, experiment, runs_root)
     rid = run_id(config)
     previous = read_status(folder)
     if previous["state"] == "done":
         return RunReport(rid, folder, "skipped", metrics=previous.get("metrics", {}))
     claim(folder, config, experiment)
-    cmd = [sys.executable, "-m", "partrobust.run", str(folder / "config.yaml"), "--experiment", experiment,
-           "--runs-root", str(runs_root), *(["--notebook"] if runner == "notebook" else [])]
+    launch = [sys.executable, "-m", "partrobust.run"] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "partrobust.run"]
+    cmd = [*launch, str(folder / "config.yaml"), "--experiment", experiment, "--runs-root", str(runs_root),
+           *(["--notebook"] if runner == "notebook" else [])]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     if cpu_threads is not None:
         env["OMP_NUM_THREADS"] = str(cpu_threads)
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=find_repo_root())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=find_repo_root(),
+                            preexec_fn=_die_with_parent if die_with_parent else None)
     _pump(proc, folder / "log.txt", echo)
     code = proc.wait()
     status = read_status(folder)

@@ -95,7 +95,8 @@ def _executor(kind: str, folder: Path, cfg: LauncherConfig, name: str) -> Any:
 def _report_of(job: Any, config: RunConfig, experiment: str, runs_root: str) -> RunReport | None:
     """The run's report if the job ended with one; None if the job ended without finishing it (resubmit)."""
     try:
-        return RunReport(**{**job.result(), "run_dir": Path(job.result()["run_dir"])})
+        fields = job.result()
+        return RunReport(**{**fields, "run_dir": Path(fields["run_dir"])})
     except Exception:  # noqa: BLE001 - killed, preempted past requeue, node failure: the run folder says what is left
         status = read_status(run_dir_for(config, experiment, runs_root))
         if status["state"] == "done":

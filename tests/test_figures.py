@@ -206,16 +206,16 @@ def test_examples_round_trip_and_a_corrupt_file_is_named(tmp_path):
 def test_sweep_figures_are_missing_until_a_column_varies():
     one = frame(run_rows("d1", "downsampled", "pgd", acc(80, 30), c_seg=0.5))
     with pytest.raises(figures.Missing, match="c_seg"):
-        figures.fig09_cseg(one)
+        figures.fig09_cseg(figures.FigureData.of(one))
     two = pd.concat([one, frame(run_rows("d2", "downsampled", "pgd", acc(82, 28), c_seg=0.1))])
-    drawn = figures.fig09_cseg(two)
+    drawn = figures.fig09_cseg(figures.FigureData.of(two))
     assert list(drawn) == ["fig09_cseg"]
     with pytest.raises(figures.Missing, match="benchmark"):
-        figures.fig08_benchmarks(two)
+        figures.fig08_benchmarks(figures.FigureData.of(two))
     with pytest.raises(figures.Missing, match="eps"):
-        figures.table11_eps(two)
+        figures.table11_eps(figures.FigureData.of(two))
     at16 = frame(run_rows("d1", "downsampled", "pgd", {"autoattack_accuracy": 9.0}, c_seg=0.5, eps="16/255"))
-    curve = figures.table11_eps(pd.concat([one, at16]))["table11_eps"]
+    curve = figures.table11_eps(figures.FigureData.of(pd.concat([one, at16])))["table11_eps"]
     line = [ln for ln in curve.axes[0].lines if len(ln.get_xdata()) == 2][0]
     assert list(line.get_xdata()) == [8.0, 16.0] and list(line.get_ydata()) == [30.0, 9.0]
 

@@ -120,6 +120,20 @@ def write_snapshot(experiment: str | Path, folder: str | Path) -> Path:
 # --------------------------------------------------------------------------- figures
 
 
+@dataclass
+class FigureData:
+    """What every figure is drawn from, computed once: the results with their ``source``, their
+    seed averages (`partrobust.paper.settings`) and the Fig. 5 example files by run id."""
+
+    results: pd.DataFrame
+    ours: pd.DataFrame
+    examples: dict[str, Path]
+
+    @classmethod
+    def of(cls, results: pd.DataFrame, examples: dict[str, Path] | None = None) -> "FigureData":
+        return cls(with_source(results), settings(results), dict(examples or {}))
+
+
 def source_label(source: str) -> str:
     """'built-in data (builtin_study)' for a built-in source, the dataset name otherwise."""
     return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else source
@@ -129,10 +143,10 @@ def _adv_metric(frame: pd.DataFrame) -> str:
     return "autoattack_accuracy" if "autoattack_accuracy" in set(frame["metric"]) else "pgd_accuracy"
 
 
-def fig04_tradeoff(results: pd.DataFrame) -> dict[str, plt.Figure]:
+def fig04_tradeoff(data: FigureData) -> dict[str, plt.Figure]:
     """Fig. 4: clean vs adversarial accuracy of every adversarially trained run of the paper's main
     setup (ablation variants are left out), one panel per source."""
-    sourced = with_source(results)
+    sourced = data.results
     adversarial = sourced[sourced["training"].isin(["pgd", "trades"]) & in_main_setup(sourced)]
     if adversarial.empty:
         raise Missing("no PGD or TRADES runs")
@@ -143,13 +157,13 @@ def fig04_tradeoff(results: pd.DataFrame) -> dict[str, plt.Figure]:
     return {"fig04_tradeoff": plot_sweep(wide, adv_metric=metric)}
 
 
-def table01_seeds(results: pd.DataFrame) -> dict[str, plt.Figure]:
+def table01_seeds(data: FigureData) -> dict[str, plt.Figure]:
     """Table 1 as a figure: clean vs AutoAttack accuracy, mean and 95% CI over seeds, per source and
     setting (only settings evaluated at the paper's eps, so that the points compare)."""
     from .plotting import plot_seed_summary
 
     figures = {}
-    for source, group in with_source(results).groupby("source", sort=True):
+    for source, group in data.results.groupby("source", sort=True):
         summary = seed_summary(group.drop(columns="source"))
         if summary.empty or not {"clean_accuracy", "autoattack_accuracy"} <= set(summary["metric"]):
             continue
@@ -160,10 +174,11 @@ def table01_seeds(results: pd.DataFrame) -> dict[str, plt.Figure]:
     return figures
 
 
-def fig05_masks(results: pd.DataFrame, examples: dict[str, Path]) -> dict[str, plt.Figure]:
+def fig05_masks(data: FigureData) -> dict[str, plt.Figure]:
     """Fig. 5 / 12: ground truth, clean and PGD inputs with predicted masks, for the PGD-trained
     part model of each source and model (lowest seed), from its stored examples."""
-    runs = with_source(results).drop_duplicates("run_id")
+    examples = data.examples
+    runs = data.results.drop_duplicates("run_id")
     runs = runs[runs["run_id"].isin(examples) & runs["model"].ne("resnet")]
     order = {"pgd": 0, "trades": 1, "normal": 2}
     runs = runs.assign(_rank=runs["training"].map(order).fillna(3)).sort_values(["source", "model", "_rank", "seed", "run_id"])
@@ -195,9 +210,8 @@ def _line_figure(frame: pd.DataFrame, x: str, x_label: str, title: str) -> plt.F
     return fig
 
 
-def _sweep_frame(results: pd.DataFrame, column: str, metrics: Sequence[str]) -> pd.DataFrame:
+def _sweep_frame(ours: pd.DataFrame, column: str, metrics: Sequence[str]) -> pd.DataFrame:
     """Seed means of `metrics` for (source, model, training) groups that vary in `column` (>= 2 values)."""
-    ours = settings(results)
     if ours.empty or column not in ours:
         return ours.iloc[0:0]
     ours = ours[ours["metric"].isin(metrics) & ours[column].notna()]
@@ -208,11 +222,11 @@ def _sweep_frame(results: pd.DataFrame, column: str, metrics: Sequence[str]) -> 
 ACCURACIES = ("clean_accuracy", "autoattack_accuracy", "pgd_accuracy")
 
 
-def accuracy_curve(results: pd.DataFrame, *, name: str, column: str, x_label: str, title: str, needs: str,
+def accuracy_curve(data: FigureData, *, name: str, column: str, x_label: str, title: str, needs: str,
                    metrics: Sequence[str] = ACCURACIES, adversarial_only: bool = False) -> dict[str, plt.Figure]:
     """Seed-mean accuracies against a swept `column` (eps, c_seg, label fraction), one panel per
     source; Missing (saying what it `needs`) unless some model was run with two or more values."""
-    frame = _sweep_frame(results, column, metrics)
+    frame = _sweep_frame(data.ours, column, metrics)
     if adversarial_only:
         frame = frame[frame["training"].isin(["pgd", "trades"])]
     if frame.empty:
@@ -221,22 +235,22 @@ def accuracy_curve(results: pd.DataFrame, *, name: str, column: str, x_label: st
     return {name: _line_figure(frame.assign(_x=x), "_x", x_label, title)}
 
 
-def table11_eps(results: pd.DataFrame) -> dict[str, plt.Figure]:
+def table11_eps(data: FigureData) -> dict[str, plt.Figure]:
     """Table 11 as curves: adversarial accuracy against eps (should fall to about 0 at 32/255)."""
-    return accuracy_curve(results, name="table11_eps", column="eps", x_label="eps (x/255)", adversarial_only=True,
+    return accuracy_curve(data, name="table11_eps", column="eps", x_label="eps (x/255)", adversarial_only=True,
                           metrics=("autoattack_accuracy", "pgd_accuracy"), title="Adversarial accuracy against eps (Table 11)",
                           needs="no model evaluated at two or more eps")
 
 
-def fig09_cseg(results: pd.DataFrame) -> dict[str, plt.Figure]:
+def fig09_cseg(data: FigureData) -> dict[str, plt.Figure]:
     """Fig. 9: clean and adversarial accuracy of part models against c_seg."""
-    return accuracy_curve(results, name="fig09_cseg", column="c_seg", x_label="c_seg", title="Accuracy against c_seg (Fig. 9)",
+    return accuracy_curve(data, name="fig09_cseg", column="c_seg", x_label="c_seg", title="Accuracy against c_seg (Fig. 9)",
                           needs="no part model trained with two or more c_seg values")
 
 
-def fig10_label_fraction(results: pd.DataFrame) -> dict[str, plt.Figure]:
+def fig10_label_fraction(data: FigureData) -> dict[str, plt.Figure]:
     """Fig. 10: accuracy against the fraction of training images with part labels."""
-    return accuracy_curve(results, name="fig10_label_fraction", column="label_fraction",
+    return accuracy_curve(data, name="fig10_label_fraction", column="label_fraction",
                           x_label="fraction of images with part labels", title="Accuracy against the part-label fraction (Fig. 10)",
                           needs="no part model trained with two or more label fractions")
 
@@ -244,9 +258,9 @@ def fig10_label_fraction(results: pd.DataFrame) -> dict[str, plt.Figure]:
 BENCHMARKS = ("shape_vs_texture_accuracy", "spurious_correlation_accuracy", "common_corruption_accuracy")
 
 
-def fig08_benchmarks(results: pd.DataFrame) -> dict[str, plt.Figure]:
+def fig08_benchmarks(data: FigureData) -> dict[str, plt.Figure]:
     """Fig. 8: accuracy on each non-adversarial benchmark against clean accuracy, per model."""
-    ours = settings(results)
+    ours = data.ours
     present = [b for b in BENCHMARKS if b in set(ours.get("metric", []))]
     if not present:
         raise Missing("no non-adversarial benchmark results")
@@ -272,14 +286,13 @@ class FigureSpec:
     paper: str
     draw: Callable[..., dict[str, plt.Figure]]
     produced_by: str
-    needs_examples: bool = False
 
 
 FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in [
     FigureSpec("table01_seeds", "Table 1 (as a figure; Fig. 2)", table01_seeds, "the main runs (make study on the built-in data)"),
     FigureSpec("fig04_tradeoff", "Fig. 4 and the sweep frontiers (Tables 8-10)", fig04_tradeoff,
                "python -m partrobust.pipeline params/part_imagenet_sweep.yaml"),
-    FigureSpec("fig05_masks", "Fig. 5, 12-14", fig05_masks, "any finished part-model run", needs_examples=True),
+    FigureSpec("fig05_masks", "Fig. 5, 12-14", fig05_masks, "any finished part-model run"),
     FigureSpec("fig08_benchmarks", "Fig. 8", fig08_benchmarks, NOTEBOOK_04),
     FigureSpec("fig09_cseg", "Fig. 9 (and Tables 15, 18, 19)", fig09_cseg, NOTEBOOK_03),
     FigureSpec("fig10_label_fraction", "Fig. 10", fig10_label_fraction, NOTEBOOK_03),
@@ -359,8 +372,9 @@ def regenerate(inputs: Sequence[str | Path] | None = None, output_dir: str | Pat
     for old in [*paper_out.glob("*.png"), *paper_out.glob("*.pdf")]:
         old.unlink()  # a figure whose runs are gone must not linger
 
-    ours = settings(results)
-    side = all_side_by_side(results, paper_tables)
+    data = FigureData.of(results, found.examples)
+    ours = data.ours
+    side = all_side_by_side(results, paper_tables, ours=ours)
     builtin_parts = [builtin_table(results, n, paper_tables, ours=ours) for n in TABLES]
     builtin = pd.concat([b for b in builtin_parts if not b.empty] or [pd.DataFrame(columns=side.columns)], ignore_index=True)
     atomic_write_text(paper_out / "side_by_side.csv", side.to_csv(index=False, float_format="%.6g"))
@@ -374,16 +388,16 @@ def regenerate(inputs: Sequence[str | Path] | None = None, output_dir: str | Pat
         plt.rcParams.update(STYLE)
         for name, spec in FIGURES.items():
             try:
-                figures = spec.draw(results, found.examples) if spec.needs_examples else spec.draw(results)
+                figures = spec.draw(data)
             except Missing as reason:
                 missing[name] = f"{reason}; produced by: {spec.produced_by}"
                 continue
             for stem, fig in figures.items():
                 written.setdefault(name, []).extend(save_figure(fig, paper_out / f"{stem}{suffix}") for suffix in (".png", ".pdf"))
                 plt.close(fig)
-    claims = evaluate_claims(results, side, builtin)
+    claims = evaluate_claims(data.results, side, builtin)
     report = out / REPORT_FILE
-    atomic_write_text(report, report_markdown(claims, side, builtin, written, missing, found, out))
+    atomic_write_text(report, report_markdown(claims, side, builtin, written, missing, data.results, found.paths, out))
     if verbose:
         drawn = sum(len(v) for v in written.values()) // 2
         print(f"[partrobust] {results['run_id'].nunique()} runs from {len(paths)} input(s); "

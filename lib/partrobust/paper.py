@@ -303,9 +303,10 @@ def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec) -> pd.D
 
 
 def all_side_by_side(results: pd.DataFrame, directory: str | Path | None = None,
-                     numbers: Sequence[int] = tuple(TABLES)) -> pd.DataFrame:
-    """`side_by_side` of every table in `numbers`, concatenated (seed averaging done once)."""
-    ours = settings(results)
+                     numbers: Sequence[int] = tuple(TABLES), ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`side_by_side` of every table in `numbers`, concatenated (seed averaging done once; `ours`:
+    `settings(results)` when already computed)."""
+    ours = settings(results) if ours is None else ours
     return pd.concat([side_by_side(results, n, directory, ours=ours) for n in numbers], ignore_index=True)
 
 

@@ -298,3 +298,13 @@ def test_benchmark_tables_select_table6s_hyperparameter_sets(tables_dir):
     table6 = paper.side_by_side(results, 6, tables_dir)
     assert set(table6[(table6.model == "downsampled") & table6.row.str.contains("=A")].run_ids) == {"shape-best"}
     assert set(table6[(table6.model == "downsampled") & table6.row.str.contains("=B")].run_ids) == {"robust-best"}
+
+
+def test_missing_paper_tables_stop_make_figures_before_any_file_is_touched(tmp_path, monkeypatch):
+    """Without ../shared the command fails with the folder's name, and the committed figures stay."""
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "figs"
+    (out / "paper").mkdir(parents=True)
+    (out / "paper" / "fig04_tradeoff.png").write_bytes(b"committed")
+    assert figures.main(["figures/builtin_study", "--output", str(out), "--paper-tables", str(tmp_path / "nowhere")]) == 2
+    assert (out / "paper" / "fig04_tradeoff.png").read_bytes() == b"committed"

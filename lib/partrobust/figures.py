@@ -366,17 +366,17 @@ def regenerate(inputs: Sequence[str | Path] | None = None, output_dir: str | Pat
     paths = [Path(p) for p in inputs] if inputs else default_inputs(repo)
     found = load_inputs(paths)
     results = found.results
+    data = FigureData.of(results, found.examples)
+    ours = data.ours
+    side = all_side_by_side(results, paper_tables, ours=ours)  # missing paper tables stop here, before any file is touched
+    builtin_parts = [builtin_table(results, n, paper_tables, ours=ours) for n in TABLES]
+    builtin = pd.concat([b for b in builtin_parts if not b.empty] or [pd.DataFrame(columns=side.columns)], ignore_index=True)
+
     out = Path(output_dir)
     paper_out = out / PAPER_DIR
     (paper_out / "tables").mkdir(parents=True, exist_ok=True)
     for old in [*paper_out.glob("*.png"), *paper_out.glob("*.pdf")]:
         old.unlink()  # a figure whose runs are gone must not linger
-
-    data = FigureData.of(results, found.examples)
-    ours = data.ours
-    side = all_side_by_side(results, paper_tables, ours=ours)
-    builtin_parts = [builtin_table(results, n, paper_tables, ours=ours) for n in TABLES]
-    builtin = pd.concat([b for b in builtin_parts if not b.empty] or [pd.DataFrame(columns=side.columns)], ignore_index=True)
     atomic_write_text(paper_out / "side_by_side.csv", side.to_csv(index=False, float_format="%.6g"))
     for number in TABLES:
         text = table_markdown(side[side["table"] == number], builtin[builtin["table"] == number], number)

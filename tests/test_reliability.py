@@ -577,7 +577,7 @@ def test_a_model_that_breaks_only_under_attack_is_caught(monkeypatch):
 
     model = NanOffClean()
     cfg = EvalConfig(pgd_steps=1, pgd_restarts=1, autoattack=False)
-    real = cfg.pgd()
+    real = cfg.pgd_attack()
 
     def attack_then_break(*args, **kwargs):
         out = real(*args, **kwargs)

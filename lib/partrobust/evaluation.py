@@ -13,8 +13,11 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from typing import Literal
+
 from .attacks import PGD, AutoAttack, check_images, check_logits
 from .attacks.autoattack import KNOWN_ATTACKS, STANDARD_ITERATIONS, STANDARD_SQUARE_QUERIES
+from .benchmarks.corruptions import CORRUPTIONS, SEVERITIES
 from pydantic import Field, field_validator
 
 from .config import Fraction, Section, format_fraction
@@ -27,6 +30,7 @@ class EvalConfig(Section):
     """Which attacks run on the test split and with what budget (section ``eval``; paper defaults)."""
 
     eps: Fraction = Field("8/255", description="L-inf budget of the test attacks")
+    pgd: bool = Field(True, description="run the test PGD (false: e.g. normally trained models scored only on the benchmarks)")
     pgd_steps: int = Field(100, ge=1, description="test PGD steps")
     pgd_step_size: Fraction = Field(0.001, description="test PGD step")
     pgd_restarts: int = Field(5, ge=1, description="test PGD restarts (a sample is broken if any restart fools the model)")
@@ -36,6 +40,50 @@ class EvalConfig(Section):
     autoattack_square_queries: int = Field(STANDARD_SQUARE_QUERIES, ge=1, description="Square attack queries (standard 5000; fewer for CPU runs on the built-in data, noted in the results)")
     limit: int | None = Field(None, ge=1, description="evaluate the first N test images (None: all)")
     batch_size: int = Field(128, ge=1, description="evaluation batch size")
+    benchmarks: list[Literal["common_corruption", "spurious_correlation", "shape_vs_texture"]] = Field(
+        [], description="non-adversarial benchmarks made from the first `limit` test images and scored (notebook 04)")
+    corruptions: list[str] | None = Field(None, description="common_corruption: ImageNet-C types (None: all 15)")
+    corruption_severities: list[int] = Field(list(SEVERITIES), description="common_corruption: severities (1-5)")
+    benchmark_seed: int = Field(0, ge=0, description="seed of the benchmarks' random draws (the same images for every model and training seed)")
+    imagenet9_root: str | None = Field(None, description="spurious_correlation: an ImageNet-9 folder (only_fg/, only_bg_t/) to use the paper's source instead of the dataset's own masks")
+    style_encoder: str | None = Field(None, description="shape_vs_texture: local AdaIN encoder weights (vgg_normalised.pth); needed for real datasets")
+    style_decoder: str | None = Field(None, description="shape_vs_texture: local AdaIN decoder weights (decoder.pth)")
+    style_alpha: float = Field(1.0, ge=0, le=1, description="shape_vs_texture: AdaIN style strength")
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"benchmarks listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+        return names
+
+    @field_validator("corruptions")
+    @classmethod
+    def _known_corruptions(cls, names: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(names or ()) - set(CORRUPTIONS))
+        if unknown:
+            raise ValueError(f"unknown corruption(s) {unknown}; known: {', '.join(CORRUPTIONS)}")
+        if names is not None and not names:
+            raise ValueError("empty list: name at least one corruption, or null for all 15")
+        return names
+
+    @field_validator("corruption_severities")
+    @classmethod
+    def _known_severities(cls, severities: list[int]) -> list[int]:
+        if not severities or set(severities) - set(SEVERITIES):
+            raise ValueError(f"severities must be a non-empty subset of {list(SEVERITIES)}")
+        return severities
+
+    def benchmark_options(self) -> dict[str, Any]:
+        """The options the benchmarks' images depend on (recorded in their folders' hash)."""
+        options: dict[str, Any] = {}
+        if "common_corruption" in self.benchmarks:
+            options.update(corruptions=self.corruptions or list(CORRUPTIONS), severities=self.corruption_severities)
+        if "spurious_correlation" in self.benchmarks and self.imagenet9_root:
+            options["imagenet9_root"] = self.imagenet9_root
+        if "shape_vs_texture" in self.benchmarks and (self.style_encoder or self.style_decoder):
+            options.update(style_encoder=self.style_encoder, style_decoder=self.style_decoder, style_alpha=self.style_alpha)
+        return options
 
     @field_validator("autoattack_attacks")
     @classmethod
@@ -51,7 +99,7 @@ class EvalConfig(Section):
             raise ValueError(f"attacks listed twice: {sorted({a for a in attacks if attacks.count(a) > 1})}")
         return attacks
 
-    def pgd(self) -> PGD:
+    def pgd_attack(self) -> PGD:
         return PGD(eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps, restarts=self.pgd_restarts)
 
     def autoattack_adapter(self, state_path: Path | None, seed: int = 0, progress: bool = True) -> AutoAttack:
@@ -177,8 +225,10 @@ def _evaluate(model, x, masks, y, cfg: EvalConfig, state_dir, seed: int, progres
     device = next(model.parameters()).device
     check_images(x, "test images")
     outcomes = {"clean": sample_outcomes(model, x, masks, y, None, cfg.batch_size, seed, dist)}  # NaN logits fail here
-    outcomes["pgd"] = sample_outcomes(model, x, masks, y, cfg.pgd(), cfg.batch_size, seed, dist, progress, "PGD")
-    notes = {"clean": "", "pgd": f"{cfg.pgd_steps} steps, step {format_fraction(cfg.pgd_step_size)}, {cfg.pgd_restarts} restarts"}
+    notes = {"clean": ""}
+    if cfg.pgd:
+        outcomes["pgd"] = sample_outcomes(model, x, masks, y, cfg.pgd_attack(), cfg.batch_size, seed, dist, progress, "PGD")
+        notes["pgd"] = f"{cfg.pgd_steps} steps, step {format_fraction(cfg.pgd_step_size)}, {cfg.pgd_restarts} restarts"
     if cfg.autoattack:
         state_path = state_dir / "autoattack_state.pt" if state_dir is not None else None
         result = cfg.autoattack_adapter(state_path, seed, progress).run(model, x.to(device), y.to(device), dist=dist)

@@ -34,7 +34,7 @@ EVAL_COLUMNS = ("eps",)
 """Setting columns that belong to the evaluation, not to the trained model (one model, several eps)."""
 
 NOTEBOOK_03 = "notebook 03_ablations (issue 7; not in this repository yet)"
-NOTEBOOK_04 = "notebook 04_nonadversarial_robustness (issue 8; not in this repository yet)"
+NOTEBOOK_04 = "notebook 04_nonadversarial_robustness (python -m partrobust.pipeline params/part_imagenet_robustness.yaml)"
 
 
 def _pipeline(params: str) -> str:

@@ -40,6 +40,7 @@ from .distributed import Dist
 from .data import scan_prepared, validate_prepared
 from .data.loaders import build_loaders, per_process_batch
 from .data.prepared import PreparedDatasetError
+from .benchmarks import BenchmarkSettings, check_benchmarks, evaluate_benchmarks, prepare_benchmark, run_benchmark_settings
 from .evaluation import collect, evaluate, pgd_examples, predict
 from .models import ModelConfig, build_model, count_parameters
 from .notebooks import NotebookFailed, execute
@@ -97,6 +98,11 @@ class Run:
             self.metadata = scan.metadata
         else:
             self.metadata = validate_prepared(config.data.labelled_root)
+        if config.eval.benchmarks:
+            try:
+                check_benchmarks(config.eval.benchmarks, config.data.root, self.benchmark_settings)
+            except (ValueError, FileNotFoundError) as err:
+                raise ParameterError(str(err)) from None
         if config.eval.autoattack:
             try:
                 select_attacks(self.metadata.num_classes, config.eval.autoattack_attacks)
@@ -195,6 +201,10 @@ class Run:
         return self._loaders
 
     @property
+    def benchmark_settings(self) -> BenchmarkSettings:
+        return run_benchmark_settings(self.config)
+
+    @property
     def test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(images, masks, labels) of the evaluated test images (first ``eval.limit``)."""
         if self._test is None:
@@ -245,8 +255,22 @@ class Run:
         x, masks, y = self.test_set
         rows, _ = evaluate(self.model, x, masks, y, self.config.eval, self.dir, seed=self.config.seed, progress=self.config.progress,
                            dist=self.dist)
+        if self.config.eval.benchmarks:
+            rows += self.evaluate_benchmarks()
         tidy = result_rows(rows, self.config, experiment=self.experiment, dataset=self.dataset_name)
         return add_results(self.dir / RESULTS_FILE, tidy) if self.dist.is_main else pd.DataFrame(tidy)
+
+    def evaluate_benchmarks(self) -> list[dict[str, Any]]:
+        """The ``eval.benchmarks`` rows (rank 0 makes the benchmark folders, cached beside the dataset; every
+        process scores all images, which costs one forward pass each)."""
+        names, settings = self.config.eval.benchmarks, self.benchmark_settings
+        workers = max(1, self.config.data.num_workers)
+        if self.dist.is_main:
+            for name in names:
+                prepare_benchmark(name, self.config.data.root, settings, workers, self.config.progress)
+        self.dist.barrier()
+        return evaluate_benchmarks(self.model, names, self.config.data.root, settings, self.config.eval.batch_size,
+                                   progress=self.config.progress and self.dist.is_main)
 
     def results(self) -> pd.DataFrame:
         return gather_results(self.dir / RESULTS_FILE)
@@ -265,7 +289,7 @@ class Run:
         x, masks, y = (t[:n] for t in self.test_set)
         torch.manual_seed(self.config.seed)  # the PGD start: the same panel whenever it is drawn
         with float32_precision(tf32=False):  # like evaluate(): full fp32 whatever training used
-            x_adv = pgd_examples(self.model, self.config.eval.pgd(), x, y, self.config.eval.batch_size, progress=False)
+            x_adv = pgd_examples(self.model, self.config.eval.pgd_attack(), x, y, self.config.eval.batch_size, progress=False)
             clean_pred, clean_masks = predict(self.model, x)
             adv_pred, adv_masks = predict(self.model, x_adv)
         return {"images": x, "true_masks": masks, "labels": y, "clean_pred": clean_pred, "clean_masks": clean_masks,

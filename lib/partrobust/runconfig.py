@@ -109,6 +109,12 @@ RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.scan",
 
 _ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size")
 _AUTOATTACK_KEYS = ("eval.autoattack_attacks", "eval.autoattack_iterations", "eval.autoattack_square_queries")
+_PGD_KEYS = ("eval.pgd_steps", "eval.pgd_step_size", "eval.pgd_restarts")
+_BENCHMARK_KEYS = {
+    "common_corruption": ("eval.corruptions", "eval.corruption_severities"),
+    "spurious_correlation": ("eval.imagenet9_root",),
+    "shape_vs_texture": ("eval.style_encoder", "eval.style_decoder", "eval.style_alpha"),
+}
 _PART_MODEL_KEYS = ("train.c_seg", "data.labels", "data.label_fraction", "data.label_seed")
 
 
@@ -127,6 +133,13 @@ def inapplicable_keys(config: RunConfig) -> set[str]:
         keys.add("train.beta")
     if not config.eval.autoattack:
         keys.update(_AUTOATTACK_KEYS)
+    if not config.eval.pgd:
+        keys.update(_PGD_KEYS)
+    for benchmark, benchmark_keys in _BENCHMARK_KEYS.items():
+        if benchmark not in config.eval.benchmarks:
+            keys.update(benchmark_keys)
+    if not config.eval.benchmarks:
+        keys.add("eval.benchmark_seed")
     return keys
 
 
@@ -138,7 +151,7 @@ def resolved(config: RunConfig) -> dict[str, Any]:
     return flat
 
 
-LATER_KEYS: dict[str, Any] = {"train.sync_bn": False}
+LATER_KEYS: dict[str, Any] = {"train.sync_bn": False, "eval.pgd": True, "eval.benchmarks": []}
 """Keys added after runs existed, left out of the identity at these values (their behaviour before
 they existed), so that the ids of earlier runs stay valid."""
 

@@ -222,6 +222,44 @@ def class_templates(num_classes: int) -> tuple[ClassTemplate, ...]:
     )
 
 
+def dataset_name(config: SyntheticConfig) -> str:
+    """``synthetic-parts``, or ``synthetic-parts-texture<p>`` when objects carry their class's texture
+    with probability p > 0 (so results of runs on a texture-cue dataset never pool with the others)."""
+    return DATASET_NAME if config.texture_cue_prob == 0 else f"{DATASET_NAME}-texture{config.texture_cue_prob:g}"
+
+
+def synthetic_config(meta: DatasetMetadata) -> SyntheticConfig | None:
+    """The `SyntheticConfig` a prepared dataset was generated with; None if it is not a synthetic dataset."""
+    if meta.info.get("generator") != GENERATOR:
+        return None
+    return SyntheticConfig(**meta.info["config"])
+
+
+def rerender_test_sample(config: SyntheticConfig, index: int, label: int, texture: int) -> tuple[np.ndarray, np.ndarray]:
+    """Test image `index` of the dataset of `config` drawn again with the object's texture forced
+    to class `texture`: (RGB uint8, part mask). With the image's own texture it is the stored image."""
+    rng = np.random.default_rng([config.seed, SPLITS.index("test"), index])
+    image, mask, _ = render_sample(config, label, rng, texture=texture)
+    return image, mask
+
+
+def texture_cue_variant(root: str | os.PathLike, texture_cue_prob: float, workers: int = 1,
+                        progress: bool = True) -> Path:
+    """The synthetic dataset at `root` generated again with another ``texture_cue_prob``, beside it
+    (``<root>-texture<p>``; `root` itself for its own value). Same layouts, poses and colours; only the
+    objects' textures follow the cue. Idempotent like `generate_synthetic`."""
+    root = Path(root)
+    config = synthetic_config(load_metadata(root))
+    if config is None:
+        raise PreparedDatasetError(f"{root / METADATA_FILE}: not a built-in synthetic dataset; texture-cue variants "
+                                   "are drawn by the built-in generator")
+    if config.texture_cue_prob == texture_cue_prob:
+        return root
+    target = root.with_name(f"{root.name}-texture{texture_cue_prob:g}")
+    generate_synthetic(target, SyntheticConfig(**{**asdict(config), "texture_cue_prob": texture_cue_prob}), workers, progress)
+    return target
+
+
 def synthetic_metadata(config: SyntheticConfig) -> DatasetMetadata:
     """Metadata (classes, class-specific part ids, info with the config) for `config`."""
     templates = class_templates(config.num_classes)
@@ -235,7 +273,7 @@ def synthetic_metadata(config: SyntheticConfig) -> DatasetMetadata:
         "config": _config_json(config),
         "own_class_parts_only": True,  # one object per image, painted with its own class's parts
     }
-    return DatasetMetadata(name=DATASET_NAME, classes=[t.name for t in templates], parts=parts, info=info)
+    return DatasetMetadata(name=dataset_name(config), classes=[t.name for t in templates], parts=parts, info=info)
 
 
 def _config_json(config: SyntheticConfig) -> dict[str, Any]:
@@ -295,9 +333,14 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_sample(
-    config: SyntheticConfig, label: int, rng: np.random.Generator
+    config: SyntheticConfig, label: int, rng: np.random.Generator, texture: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Draw one image of class `label`: (RGB uint8 (H,W,3), part mask (H,W), texture index)."""
+    """Draw one image of class `label`: (RGB uint8 (H,W,3), part mask (H,W), texture index).
+
+    `texture` forces the object's stripe texture (a cue-conflict image: this shape, another
+    class's texture); every random draw is the same, so the image differs from the unforced
+    one only inside the object, and only when the texture index differs.
+    """
     size, C = config.image_size, config.num_classes
     templates = class_templates(C)
     template = templates[label]
@@ -336,7 +379,11 @@ def render_sample(
 
     # texture: class-specific with probability texture_cue_prob, else uniform over classes
     cue_draw, random_tex = rng.random(), int(rng.integers(C))
-    texture = label if cue_draw < config.texture_cue_prob else random_tex
+    drawn = label if cue_draw < config.texture_cue_prob else random_tex
+    if texture is None:
+        texture = drawn
+    elif not 0 <= texture < C:
+        raise ValueError(f"texture must be a class index in 0..{C - 1}, got {texture}")
     phase = rng.uniform(0, 2 * math.pi)
     excluded = {int(bg_a), int(bg_b)}
     choices = np.array([i for i in range(len(PALETTE)) if i not in excluded])

@@ -184,3 +184,36 @@ def test_parallel_runs_show_finished_lines_not_progress_bars():
              "\n[partrobust] run resnet-normal-1a2b3c4d done in 12 s\n")
     assert finished_lines(chunk) == ['{"phase": "clean", "epoch": 1, "val_clean_acc": 44.0}',
                                      "[partrobust] run resnet-normal-1a2b3c4d done in 12 s"]
+
+
+@pytest.mark.slow
+def test_papermill_runs_notebook_04_benchmarks_statistics_and_texture_cue(tmp_path, tiny_dataset):
+    """Notebook 04 on tiny runs: every run scored on the three benchmarks, the tables and figures drawn,
+    and the texture-cue runs trained on the redrawn data."""
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    config = {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(tiny_dataset)},
+              "train": {**TINY_RUN["train"], "epochs_adv": 0},
+              "eval": {"limit": 8, "pgd": False, "pgd_steps": 2, "pgd_restarts": 1, "autoattack": False, "corruptions": ["fog", "contrast"], "corruption_severities": [1, 3],
+                       "benchmarks": ["common_corruption", "spurious_correlation", "shape_vs_texture"]}}
+    plan = {"experiment": "tiny_robust", "config": config,
+            "sweep": [{"grid": {"model.name": ["resnet", "downsampled"], "seed": [0, 1]}},
+                      {"set": {"model.name": "downsampled", "model.drop_background": True}, "grid": {"seed": [0]}}]}
+    params_file = tmp_path / "tiny_robust.yaml"
+    params_file.write_text(yaml.safe_dump(plan))
+    output = tmp_path / "04.ipynb"
+    execute(REPO, "04_nonadversarial_robustness", {"params_file": str(params_file), "runs_root": str(runs), "runner": "process",
+                                                   "texture_cue_probs": [1.0], "texture_cue_models": ["resnet"], "examples": 3,
+                                                   "figures_dir": str(figs)}, output, stream=False)
+    results = gather_results(runs / "tiny_robust")
+    assert results.run_id.nunique() == 5
+    per_run = results.groupby("run_id").metric.apply(set)
+    wanted = {"clean_accuracy", "common_corruption_accuracy", "common_corruption_fog_accuracy", "common_corruption_severity3_accuracy",
+              "spurious_correlation_accuracy", "shape_vs_texture_accuracy", "shape_vs_texture_texture_rate"}
+    assert all(wanted <= metrics and "pgd_accuracy" not in metrics for metrics in per_run)
+    assert (results[results.metric == "common_corruption_accuracy"].n == 8 * 2 * 2).all()
+    cue = gather_results(runs / "tiny_robust_texture_cue")
+    assert set(cue.dataset) == {"synthetic-parts-texture1"} and set(cue.model) == {"resnet"}
+    assert {p.name for p in figs.glob("*.png")} == {"04_benchmark_examples.png", "04_benchmarks_vs_clean.png", "04_severity.png",
+                                                    "04_texture_cue.png"}
+    text = output.read_text()
+    assert "p vs ResNet" in text and "not compared cell by cell" in text

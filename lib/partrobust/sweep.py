@@ -21,6 +21,7 @@ instance a TRADES beta given to a PGD run) are one run.
 """
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import itertools
 import os
@@ -191,13 +192,17 @@ def _pump(proc: subprocess.Popen, log_path: Path, echo: bool | str) -> None:
     progress bars included) or, with ``echo="<run id>"`` (several jobs at once), its finished lines
     (epoch records, messages) prefixed with the run id, so that parallel runs stay readable."""
     pending = b""
+    text = codecs.getincrementaldecoder("utf-8")("replace")  # for a stdout without bytes (a notebook kernel's)
     with open(log_path, "ab") as log:
         assert proc.stdout is not None
         while chunk := proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096):
             log.write(chunk)
             log.flush()
             if echo is True:
-                sys.stdout.buffer.write(chunk)
+                if hasattr(sys.stdout, "buffer"):
+                    sys.stdout.buffer.write(chunk)
+                else:
+                    sys.stdout.write(text.decode(chunk))
                 sys.stdout.flush()
             elif echo:
                 pending += chunk

@@ -1,4 +1,4 @@
-# partrobust: make smoke | make test | make study | make figures | make weights | make nbdime | make lab | make clean
+# partrobust: make smoke | make test | make study | make robustness | make figures | make weights | make nbdime | make lab | make clean
 # Uses the active virtual environment (or conda env) if there is one, else creates .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ endif
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.partrobust-installed
 
-.PHONY: install smoke study figures test test-fast weights nbdime lab clean
+.PHONY: install smoke study robustness figures test test-fast weights nbdime lab clean
 
 install: $(STAMP)
 
@@ -34,6 +34,14 @@ study: install
 	"$(PY)" -m partrobust.pipeline params/builtin_study.yaml --jobs 2
 	"$(PY)" -m partrobust.figures runs/builtin_study --snapshot figures/builtin_study
 	"$(PY)" -m partrobust.readme figures/builtin_study/table.md builtin-study-table
+	"$(PY)" -m partrobust.figures
+
+# Notebook 04's default study on the built-in data (16 runs, about 20 minutes on 2 CPU cores): the
+# benchmarks, mean ± CI and t-tests, the texture-cue check; its results snapshot in
+# figures/builtin_robustness/, then the paper's figures and figures/REPORT.md.
+robustness: install
+	"$(PY)" -m partrobust.pipeline params/robustness_smoke.yaml
+	"$(PY)" -m partrobust.figures runs/robustness_smoke --snapshot figures/builtin_robustness
 	"$(PY)" -m partrobust.figures
 
 # Every table and figure of the paper that the results cover, side by side with the paper, and

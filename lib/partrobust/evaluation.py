@@ -6,14 +6,12 @@ setting: 100 steps of size 0.001, 5 restarts, eps 8/255, per-sample worst case o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-
-from typing import Literal
 
 from .attacks import PGD, AutoAttack, check_images, check_logits
 from .attacks.autoattack import KNOWN_ATTACKS, STANDARD_ITERATIONS, STANDARD_SQUARE_QUERIES

@@ -276,3 +276,20 @@ def test_benchmark_keys_leave_earlier_run_ids_alone_and_are_checked(tiny_dataset
         make_run_config(tiny_run_values(tiny_dataset), {"eval.corruptions": ["rain"]})
     with pytest.raises(ParameterError, match="eval.benchmarks"):
         make_run_config(tiny_run_values(tiny_dataset), {"eval.benchmarks": ["imagenet_a"]})
+
+
+def test_hparam_sets_pick_a_by_shape_vs_texture_and_b_by_spurious_plus_corruption():
+    from partrobust.results import RESULT_COLUMNS
+    from partrobust.robustness import hparam_sets
+
+    scores = {0.1: (70.0, 50.0, 80.0), 0.05: (60.0, 60.0, 85.0)}  # lr -> shape vs texture, spurious, corruptions
+    rows = []
+    for lr, values in scores.items():
+        for seed in (0, 1):
+            for metric, value in zip(("shape_vs_texture_accuracy", "spurious_correlation_accuracy", "common_corruption_accuracy"), values):
+                rows.append({**dict.fromkeys(RESULT_COLUMNS), "experiment": "e", "run_id": f"resnet-{lr}-{seed}", "dataset": "d",
+                             "training": "normal", "model": "resnet", "lr": lr, "seed": seed, "metric": metric,
+                             "value": value + seed, "n": 10})
+    table = hparam_sets(pd.DataFrame(rows)).set_index("set")
+    assert table.loc["A", "lr"] == 0.1 and table.loc["A", "shape vs texture"] == 70.5
+    assert table.loc["B", "lr"] == 0.05 and table.loc["B", "corruptions"] == 85.5

@@ -262,8 +262,9 @@ def texture_cue_configs(configs: Sequence[RunConfig], probs: Sequence[float], mo
 
 
 def hparam_sets(results: pd.DataFrame) -> pd.DataFrame:
-    """Table 6: per model, the setting (group of seeds) with the best shape-vs-texture accuracy (A) and the
-    one with the best mean of spurious-correlation and corruption accuracy (B), with all three benchmarks."""
+    """Table 6: per model row (the background-dropped Downsampled model is its own row), the setting (group
+    of seeds) with the best shape-vs-texture accuracy (A) and the one with the best mean of spurious-
+    correlation and corruption accuracy (B), with all three benchmarks (means over seeds)."""
     summary = seed_summary(results, metrics=tuple(BENCHMARK_METRICS))
     if summary.empty:
         return summary
@@ -272,13 +273,15 @@ def hparam_sets(results: pd.DataFrame) -> pd.DataFrame:
     missing = [m for m in BENCHMARK_METRICS if m not in wide]
     if missing:
         raise ValueError(f"hparam_sets needs all three benchmarks; missing {missing}")
+    wide = wide.dropna(subset=list(BENCHMARK_METRICS), how="all").reset_index(drop=True)  # the pivot's empty combinations
+    wide["row"] = _setting_label(wide)
     wide["_b"] = wide[["spurious_correlation_accuracy", "common_corruption_accuracy"]].mean(axis=1)
+    varied = [c for c in distinguishing_columns(summary) if c in wide and c != "drop_background"]
     rows = []
-    for model, group in wide.groupby("model", sort=False):
+    for row, group in wide.groupby("row", sort=False):
         for name, score in (("A", "shape_vs_texture_accuracy"), ("B", "_b")):
             best = group.sort_values(score, ascending=False, kind="stable").iloc[0]
-            varied = {c: best[c] for c in distinguishing_columns(summary) if c in best}
-            rows.append({"model": model_label(model), "set": name, **varied,
+            rows.append({"model": row, "set": name, **{c: best[c] for c in varied},
                          **{BENCHMARK_METRICS[m]: round(best[m], 1) for m in BENCHMARK_METRICS}})
     return pd.DataFrame(rows)
 

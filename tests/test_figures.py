@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from partrobust import analysis, claims, figures, paper  # noqa: E402
+from partrobust.results import RESULTS_FILE  # noqa: E402
 from partrobust.visualize import load_examples, save_examples  # noqa: E402
 from conftest import write_mini_paper_tables  # noqa: E402
 from test_analysis import acc, frame, run_rows  # noqa: E402
@@ -225,11 +226,13 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def make_figures_twice(tmp_path: Path, *extra: str) -> dict[str, str]:
-    """`python -m partrobust.figures` on the committed snapshot into two folders; their digests, asserted equal."""
+    """`python -m partrobust.figures` on the committed snapshots into two folders; their digests, asserted equal."""
+    snapshots = [str(p.parent) for p in sorted(Path("figures").glob(f"*/{RESULTS_FILE}"))]
+    assert "figures/builtin_study" in snapshots
     outputs = []
     for attempt in ("a", "b"):
         out = tmp_path / attempt
-        assert figures.main(["figures/builtin_study", "--output", str(out), *extra]) == 0
+        assert figures.main([*snapshots, "--output", str(out), *extra]) == 0
         outputs.append(digests(out))
     assert outputs[0] == outputs[1], "the same results must give the same bytes"
     return outputs[0]

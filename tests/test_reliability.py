@@ -584,7 +584,7 @@ def test_a_model_that_breaks_only_under_attack_is_caught(monkeypatch):
         model.clean = False
         return out
 
-    monkeypatch.setattr(EvalConfig, "pgd", lambda self: attack_then_break)
+    monkeypatch.setattr(EvalConfig, "pgd_attack", lambda self: attack_then_break)
     with pytest.raises(InvalidInputError, match="NaN or infinite logits"):
         evaluate(model, _images(), torch.zeros(4, 8, 8, dtype=torch.long), torch.tensor([0, 1, 2, 3]), cfg)
 

@@ -21,7 +21,8 @@ from partrobust.config import ParameterError
 from partrobust.data import SyntheticConfig
 from partrobust.data.prepared import read_image, read_mask, read_split
 from partrobust.data.synthetic import render_sample, rerender_test_sample
-from partrobust.robustness import benchmark_table, t_test
+from partrobust.robustness import benchmark_table
+from partrobust.stats import t_test
 from partrobust.runconfig import identity, make_run_config
 
 from conftest import tiny_run_values

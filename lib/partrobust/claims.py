@@ -22,11 +22,11 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .analysis import frontier, parse_eps, wide_runs
 from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, in_main_setup, with_source
 from .plotting import model_label
+from .stats import t_test
 
 ALPHA = 0.05
 PART_MODELS = ("downsampled", "bbox")
@@ -61,7 +61,7 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float:
         return math.nan
     if np.all(a == a[0]) and np.all(b == b[0]):
         return 0.0 if a[0] != b[0] else 1.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return t_test(a, b)[1]
 
 
 def status_of(comparisons: list[Comparison]) -> str:

@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
-from scipy import stats as scipy_stats
 
 from .benchmarks import CORRUPTIONS, benchmark_rows
 from .config import ParameterError, Section, apply_overrides, to_dict
@@ -29,21 +27,11 @@ from .data.synthetic import synthetic_config, texture_cue_variant
 from .plotting import MODEL_COLORS, model_label
 from .results import distinguishing_columns, setting_columns
 from .runconfig import RunConfig, make_run_config
-from .stats import format_mean_ci, mean_ci, seed_summary
+from .stats import format_mean_ci, mean_ci, seed_summary, t_test
 
 BENCHMARK_METRICS = {"common_corruption_accuracy": "corruptions", "spurious_correlation_accuracy": "spurious correlation",
                      "shape_vs_texture_accuracy": "shape vs texture"}
 BASELINE = "resnet"
-
-
-def t_test(a: Sequence[float], b: Sequence[float], equal_var: bool = False) -> tuple[float, float]:
-    """(t statistic, two-sided p-value) of the two-sample t-test of `a` against `b` (Welch's unless
-    `equal_var`); NaN when a side has fewer than two values or both sides are constant."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-        return math.nan, math.nan
-    result = scipy_stats.ttest_ind(a, b, equal_var=equal_var)
-    return float(result.statistic), float(result.pvalue)
 
 
 def _setting_label(frame: pd.DataFrame) -> pd.Series:

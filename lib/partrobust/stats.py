@@ -38,6 +38,16 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return float(x.mean()), float(stats.t.ppf((1 + confidence) / 2, df=x.size - 1) * sem)
 
 
+def t_test(a: Sequence[float], b: Sequence[float], equal_var: bool = False) -> tuple[float, float]:
+    """(t statistic, two-sided p-value) of the two-sample t-test of `a` against `b` (Welch's unless
+    `equal_var`); NaN when a side has fewer than two values or both sides are constant."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return math.nan, math.nan
+    result = stats.ttest_ind(a, b, equal_var=equal_var)
+    return float(result.statistic), float(result.pvalue)
+
+
 def seed_summary(results: pd.DataFrame, by: Sequence[str] | None = None,
                  metrics: Sequence[str] = SUMMARY_METRICS, confidence: float = 0.95) -> pd.DataFrame:
     """One row per setting x metric: mean, sd, CI bounds, number of seeds, test images, run ids.

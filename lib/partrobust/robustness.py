@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from pydantic import Field, field_validator
 
 from .benchmarks import CORRUPTIONS, benchmark_rows
-from .config import ParameterError, Section, apply_overrides, to_dict
+from .config import ParameterError, apply_overrides, to_dict
 from .data.prepared import load_metadata, read_image
 from .data.synthetic import synthetic_config, texture_cue_variant
 from .plotting import MODEL_COLORS, model_label
 from .results import distinguishing_columns, setting_columns
 from .runconfig import RunConfig, make_run_config
 from .stats import format_mean_ci, mean_ci, seed_summary, t_test
+from .sweep import SweepRunParams
 
 BENCHMARK_METRICS = {"common_corruption_accuracy": "corruptions", "spurious_correlation_accuracy": "spurious correlation",
                      "shape_vs_texture_accuracy": "shape vs texture"}
@@ -98,10 +99,9 @@ def severity_values(results: pd.DataFrame) -> pd.DataFrame:
     """Per run: accuracy at each severity (mean over corruption types), with ``severity`` as a number."""
     frame = results[results["metric"].str.fullmatch(r"common_corruption_severity\d+_accuracy", na=False)].copy()
     frame["severity"] = frame["metric"].str.extract(r"severity(\d+)", expand=False).astype(int)
-    frame["row"] = _setting_label(frame)
     clean = results[results["metric"] == "clean_accuracy"].assign(severity=0)
-    clean["row"] = _setting_label(clean)
-    return pd.concat([clean, frame], ignore_index=True)
+    both = pd.concat([clean, frame], ignore_index=True)
+    return both.assign(row=_setting_label(both))
 
 
 def plot_severity(results: pd.DataFrame, confidence: float = 0.95) -> plt.Figure:
@@ -177,7 +177,8 @@ def plot_benchmark_examples(folders: dict[str, str | Path], classes: Sequence[st
     for name, folder in folders.items():
         rows = benchmark_rows(folder)
         if name == "common_corruption":
-            middle = rows[rows["severity"] == sorted(rows["severity"].unique())[len(rows["severity"].unique()) // 2]]
+            severities = sorted(rows["severity"].unique())
+            middle = rows[rows["severity"] == severities[len(severities) // 2]]
             picked = middle.groupby("corruption", sort=False).head(1).head(n)
             captions = [f"{r.corruption} s{r.severity}" for r in picked.itertuples()]
         elif name == "spurious_correlation":
@@ -204,14 +205,9 @@ def plot_benchmark_examples(folders: dict[str, str | Path], classes: Sequence[st
 # --------------------------------------------------------------------------- runs of notebook 04
 
 
-class RobustnessNotebookParams(Section):
+class RobustnessNotebookParams(SweepRunParams):
     """Parameters of notebook 04 (defaults live in its `parameters` cell)."""
 
-    params_file: str
-    runs_root: str
-    run_missing: bool
-    jobs: int = Field(ge=1)
-    runner: Literal["notebook", "process"]
     texture_cue_probs: list[float] = Field(description="built-in data only: also train on datasets whose objects carry their class's texture with these probabilities")
     texture_cue_models: list[str]
     examples: int = Field(ge=1, le=15)
@@ -235,14 +231,15 @@ def texture_cue_configs(configs: Sequence[RunConfig], probs: Sequence[float], mo
     for config in sorted(configs, key=lambda c: c.seed):
         if config.model.name in models and not config.model.drop_background:
             base.setdefault(config.model.name, config)
+    missing = [m for m in models if m not in base]
+    if missing:
+        raise ParameterError(f"texture_cue_models: no run of model(s) {missing} in the params file")
+    if not probs or not models or synthetic_config(load_metadata(base[models[0]].data.root)) is None:
+        return []
     out = []
     for p in probs:
         for model in models:
-            if model not in base:
-                raise ParameterError(f"texture_cue_models: no run of model {model!r} in the params file")
             config = base[model]
-            if synthetic_config(load_metadata(config.data.root)) is None:
-                return []
             root = texture_cue_variant(config.data.root, p, workers=max(1, config.data.num_workers), progress=progress)
             values = apply_overrides(to_dict(config), {"data.root": str(root), "eval.benchmarks": ["shape_vs_texture"]})
             out.append(make_run_config(values, where=f"texture cue {p:g}, {model}"))

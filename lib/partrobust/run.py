@@ -40,7 +40,8 @@ from .distributed import Dist
 from .data import scan_prepared, validate_prepared
 from .data.loaders import build_loaders, per_process_batch
 from .data.prepared import PreparedDatasetError
-from .benchmarks import BenchmarkSettings, check_benchmarks, evaluate_benchmarks, prepare_benchmark, run_benchmark_settings
+from .benchmarks import (BenchmarkSettings, check_benchmarks, evaluate_benchmarks, prepare_benchmark, run_benchmark_folders,
+                         run_benchmark_settings)
 from .evaluation import collect, evaluate, pgd_examples, predict
 from .models import ModelConfig, build_model, count_parameters
 from .notebooks import NotebookFailed, execute
@@ -263,13 +264,13 @@ class Run:
     def evaluate_benchmarks(self) -> list[dict[str, Any]]:
         """The ``eval.benchmarks`` rows (rank 0 makes the benchmark folders, cached beside the dataset; every
         process scores all images, which costs one forward pass each)."""
-        names, settings = self.config.eval.benchmarks, self.benchmark_settings
+        settings = self.benchmark_settings
         workers = max(1, self.config.data.num_workers)
         if self.dist.is_main:
-            for name in names:
+            for name in self.config.eval.benchmarks:
                 prepare_benchmark(name, self.config.data.root, settings, workers, self.config.progress)
         self.dist.barrier()
-        return evaluate_benchmarks(self.model, names, self.config.data.root, settings, self.config.eval.batch_size,
+        return evaluate_benchmarks(self.model, run_benchmark_folders(self.config), settings.options, self.config.eval.batch_size,
                                    progress=self.config.progress and self.dist.is_main)
 
     def results(self) -> pd.DataFrame:

@@ -299,13 +299,18 @@ def run_sweep(configs: list[RunConfig], experiment: str, runs_root: str | Path =
         return list(pool.map(lambda item: job(*item), enumerate(configs, start=1)))
 
 
-class SweepNotebookParams(Section):
-    """Parameters of notebook 02 (defaults live in its `parameters` cell)."""
+class SweepRunParams(Section):
+    """The parameters of a notebook that runs (or reads) the sweep of a params file (notebooks 02 and 04)."""
 
     params_file: str
     runs_root: str
     run_missing: bool
     jobs: int = Field(ge=1)
     runner: Literal["notebook", "process"]
+
+
+class SweepNotebookParams(SweepRunParams):
+    """Parameters of notebook 02 (defaults live in its `parameters` cell)."""
+
     adv_metric: Literal["autoattack_accuracy", "pgd_accuracy"]
     figures_dir: str | None

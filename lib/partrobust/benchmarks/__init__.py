@@ -11,7 +11,8 @@ beside the dataset, and scored by the evaluator a run's ``eval.benchmarks`` name
   with local weights, or the built-in generator on the synthetic data).
 
 ``BENCHMARKS`` is the evaluator registry (name -> constructor taking the benchmark's options), as
-models and attacks have theirs; `evaluate_benchmarks` runs those a config names on a model.
+models and attacks have theirs; `prepare_benchmark` makes a benchmark's folder and `evaluate_benchmarks`
+scores a model on prepared folders (a run's: `run_benchmark_folders`).
 """
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ from .cue_conflict import ShapeVsTexture
 from .spurious import ImageNet9MixedRand, SpuriousCorrelation
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
-BENCHMARK_NAMES = ("common_corruption", "spurious_correlation", "shape_vs_texture")
 
 
 @BENCHMARKS.register("common_corruption")
@@ -124,17 +124,16 @@ def score_benchmark(name: str, folder: str | Path, pred: np.ndarray, pixel: np.n
     return out
 
 
-def evaluate_benchmarks(model: nn.Module, names: Sequence[str], source_root: str | Path, settings: BenchmarkSettings,
-                        batch_size: int = 128, workers: int = 1, progress: bool = True) -> list[dict[str, Any]]:
-    """Generates (once, cached) and scores each named benchmark on `model`: tidy metric rows."""
+def evaluate_benchmarks(model: nn.Module, folders: dict[str, Path], options: dict[str, Any], batch_size: int = 128,
+                        progress: bool = True) -> list[dict[str, Any]]:
+    """Scores `model` on each prepared benchmark (name -> folder, `prepare_benchmark`): tidy metric rows."""
     rows = []
-    for name in names:
-        folder = prepare_benchmark(name, source_root, settings, workers, progress)
+    for name, folder in folders.items():
         pred, pixel = benchmark_predictions(model, folder, batch_size, progress=progress)
-        rows += score_benchmark(name, folder, pred, pixel, settings.options)
+        rows += score_benchmark(name, folder, pred, pixel, options)
     return rows
 
 
-__all__ = ["BENCHMARKS", "BENCHMARK_NAMES", "Benchmark", "BenchmarkSettings", "CORRUPTIONS", "SEVERITIES",
+__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkSettings", "CORRUPTIONS", "SEVERITIES",
            "benchmark_folder", "benchmark_predictions", "check_benchmarks", "run_benchmark_folders", "run_benchmark_settings", "benchmark_rows", "build_benchmark", "evaluate_benchmarks",
            "prepare_benchmark", "score_benchmark"]

@@ -165,10 +165,12 @@ class Benchmark(ABC):
 
 def benchmark_folder(benchmark: Benchmark, source_root: str | os.PathLike, settings: BenchmarkSettings) -> Path:
     """``<source root>-benchmarks/<name>-<hash>``: the hash covers the settings, version and source."""
-    source_root = Path(source_root)
-    claim = _claim(benchmark, source_root, settings)
+    return _folder(Path(source_root), _claim(benchmark, Path(source_root), settings))
+
+
+def _folder(source_root: Path, claim: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(claim, sort_keys=True).encode()).hexdigest()[:8]
-    return source_root.with_name(f"{source_root.name}-benchmarks") / f"{benchmark.name}-{digest}"
+    return source_root.with_name(f"{source_root.name}-benchmarks") / f"{claim['benchmark']}-{digest}"
 
 
 def _claim(benchmark: Benchmark, source_root: Path, settings: BenchmarkSettings) -> dict[str, Any]:
@@ -185,7 +187,8 @@ def generate(benchmark: Benchmark, source_root: str | os.PathLike, settings: Ben
     """Makes the benchmark's folder from the source's test split (or returns it when complete)."""
     source = load_source(source_root, settings.limit)
     benchmark.check(source, settings)
-    dst = benchmark_folder(benchmark, source.root, settings)
+    claim = _claim(benchmark, source.root, settings)
+    dst = _folder(source.root, claim)
     if is_complete(dst):
         return dst
     (dst / "images").mkdir(parents=True, exist_ok=True)
@@ -196,7 +199,7 @@ def generate(benchmark: Benchmark, source_root: str | os.PathLike, settings: Ben
     write_split(dst, SPLIT, rows)
     meta = source.metadata
     info = {"benchmark": benchmark.name, "description": benchmark.description, "has_masks": benchmark.has_masks,
-            "source": str(source.root.resolve()), "source_name": meta.name, **_claim(benchmark, source.root, settings)}
+            "source": str(source.root.resolve()), "source_name": meta.name, **claim}
     write_metadata(dst, DatasetMetadata(name=f"{meta.name}-{benchmark.name}", classes=list(meta.classes),
                                         parts=list(meta.parts), info=info))
     atomic_write_text(dst / COMPLETE_FILE, json.dumps(info, indent=2, sort_keys=True))  # last: marks it complete

@@ -19,10 +19,12 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def logits_and_input_grad(
-    model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (logits at x, d sum(loss_fn(logits)) / d x), leaving parameter ``.grad`` untouched.
+Objective = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``(model, x) -> (class logits (N, C) float, per-sample loss (N,))``: what an attack ascends."""
+
+
+def objective_and_input_grad(objective: Objective, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (class logits at x, d sum(loss) / d x), leaving parameter ``.grad`` untouched.
 
     Works under an outer ``torch.no_grad()``; inference mode cannot be undone, so it is refused.
     """
@@ -30,9 +32,20 @@ def logits_and_input_grad(
         raise RuntimeError("attacks need gradients: call them outside torch.inference_mode()")
     with torch.enable_grad():
         z = x.detach().requires_grad_(True)
-        logits = model(z).float()
-        (grad,) = torch.autograd.grad(loss_fn(logits).sum(), z)
+        logits, loss = objective(model, z)
+        (grad,) = torch.autograd.grad(loss.sum(), z)
     return logits.detach(), grad.detach()
+
+
+def logits_and_input_grad(
+    model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`objective_and_input_grad` of the loss `loss_fn(class logits)`."""
+    def objective(m: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = m(z).float()
+        return logits, loss_fn(logits)
+
+    return objective_and_input_grad(objective, model, x)
 
 
 def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -1,13 +1,66 @@
-"""L-infinity PGD with random start and restarts (Madry et al.), in [0, 1] pixel space."""
+"""L-infinity PGD with random start and restarts (Madry et al.), in [0, 1] pixel space.
+
+The PGD loop takes a pluggable per-sample *objective* (see `Objective`), so attacks on other
+losses (`SegPGD`: classification + segmentation loss; `TwoStage`: segmenter first, classifier
+second) reuse this loop and the per-sample worst-case bookkeeping (`WorstCase`) instead of
+copying them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
-from .base import check_eps, eval_mode, logits_and_input_grad, project_linf
+from .base import Objective, check_eps, eval_mode, objective_and_input_grad, project_linf
+
+# An Objective returns (class logits (N, C) in float32, per-sample loss (N,)). PGD ascends the loss
+# (a targeted attack returns a negated loss). The class logits decide whether an iterate fools the
+# model; they must come from the same forward pass as the loss.
+
+
+def cross_entropy_objective(labels: torch.Tensor, targeted: bool = False) -> Objective:
+    """Cross-entropy of the class logits w.r.t. `labels`; negated when `targeted` (descend toward them)."""
+
+    def objective(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x).float()
+        loss = F.cross_entropy(logits, labels, reduction="none")
+        return logits, (-loss if targeted else loss)
+
+    return objective
+
+
+class WorstCase:
+    """Per-sample worst case over iterates and restarts (decision 9).
+
+    A sample is *fooled* as soon as one offered iterate is misclassified (w.r.t. the true labels);
+    its first fooling iterate is kept and never replaced. Otherwise the candidate with the
+    highest score offered through `offer_final` is kept (strictly higher: ties keep the earlier
+    one). With ``track_fooling=False`` only the scores decide (the training attack).
+    """
+
+    def __init__(self, x: torch.Tensor, track_fooling: bool = True) -> None:
+        self.track_fooling = track_fooling
+        self.best_x = x.clone()
+        self.best_score = torch.full((x.shape[0],), -float("inf"), device=x.device)
+        self.fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+    def offer_iterate(self, x_adv: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """An intermediate iterate with its class logits: kept if it is the first to fool."""
+        if self.track_fooling:
+            wrong = (logits.argmax(1) != y) & ~self.fooled
+            self.best_x[wrong] = x_adv[wrong]
+            self.fooled |= wrong
+
+    def offer_final(self, x_adv: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, score: torch.Tensor) -> None:
+        """The final iterate of one run: kept if it fools, or if its score beats the best so far."""
+        wrong = (logits.argmax(1) != y) if self.track_fooling else torch.zeros_like(self.fooled)
+        take = ~self.fooled & (wrong | (score > self.best_score))
+        self.best_x[take] = x_adv[take]
+        self.best_score = torch.where(take, score, self.best_score)
+        self.fooled |= wrong
 
 
 @dataclass
@@ -25,8 +78,12 @@ class PGD:
         track_fooling: keep the first misclassified iterate of every sample (evaluation: a
             sample is broken if any iterate fools the model). Training attacks set False and
             get the final iterate of the highest-loss restart, as the reference.
+
+    Subclasses change the objective, not the loop: `run` takes any `Objective`; `start`,
+    `ascend` and `finish` are the pieces of one restart, for attacks that chain runs.
     """
 
+    needs_masks: ClassVar[bool] = False  # subclasses on the segmenter take (model, x, y, masks)
     eps: float = 8 / 255
     step_size: float = 2 / 255
     steps: int = 10
@@ -42,32 +99,64 @@ class PGD:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Returns adversarial examples for (x, y); model runs in eval mode, mode restored."""
         with eval_mode(model):
-            return self._attack(model, x.detach(), y)
+            return self.run(model, x.detach(), y, cross_entropy_objective(y))
 
-    def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        def loss_fn(logits: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(logits, y, reduction="none")
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        objective: Objective,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """`restarts` runs ascending `objective`; the per-sample worst case (`WorstCase`) of all.
 
-        best_x = x.clone()
-        best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
-        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        `y` are the true labels (they decide what "fooled" means); the restart choice uses the
+        objective's final loss. The caller sets eval mode. Random starts draw from `generator`
+        (torch's global RNG when None).
+        """
+        worst = WorstCase(x, self.track_fooling)
         for _ in range(self.restarts):
-            x_adv = x.clone()
-            if self.random_start and self.eps > 0:
-                x_adv = (x_adv + torch.empty_like(x).uniform_(-self.eps, self.eps)).clamp_(0.0, 1.0)
-            for _ in range(self.steps):
-                logits, grad = logits_and_input_grad(model, x_adv, loss_fn)
-                if self.track_fooling:
-                    wrong = (logits.argmax(1) != y) & ~fooled  # keep the first fooling iterate
-                    best_x[wrong] = x_adv[wrong]
-                    fooled |= wrong
-                x_adv = project_linf(x_adv + self.step_size * grad.sign(), x, self.eps)
-            with torch.no_grad():
-                logits = model(x_adv).float()
-                loss = F.cross_entropy(logits, y, reduction="none")
-                wrong = (logits.argmax(1) != y) if self.track_fooling else torch.zeros_like(fooled)
-            take = ~fooled & (wrong | (loss > best_loss))
-            best_x[take] = x_adv[take]
-            best_loss = torch.where(take, loss, best_loss)
-            fooled |= wrong
-        return best_x.detach()
+            x_adv = self.ascend(model, x, y, objective, self.start(x, generator), worst)
+            self.finish(model, x_adv, y, objective, worst)
+        return worst.best_x.detach()
+
+    def start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Starting point of one restart: x + U(-eps, eps) clamped to [0, 1], or x itself."""
+        x_adv = x.clone()
+        if self.random_start and self.eps > 0:
+            if generator is None or generator.device == x.device:
+                noise = torch.empty_like(x).uniform_(-self.eps, self.eps, generator=generator)
+            else:  # e.g. a CPU generator for CUDA inputs: same draws on every device
+                noise = torch.empty(x.shape, dtype=x.dtype).uniform_(-self.eps, self.eps, generator=generator).to(x.device)
+            x_adv = (x_adv + noise).clamp_(0.0, 1.0)
+        return x_adv
+
+    def ascend(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        objective: Objective,
+        x_start: torch.Tensor,
+        worst: WorstCase | None = None,
+    ) -> torch.Tensor:
+        """`steps` signed-gradient ascent steps on `objective` from `x_start`, projected on the
+        eps-ball around `x`; every iterate before a step is offered to `worst` (if given).
+
+        Returns the final iterate (not yet offered: see `finish`).
+        """
+        x_adv = x_start
+        for _ in range(self.steps):
+            logits, grad = objective_and_input_grad(objective, model, x_adv)
+            if worst is not None:
+                worst.offer_iterate(x_adv, logits, y)
+            x_adv = project_linf(x_adv + self.step_size * grad.sign(), x, self.eps)
+        return x_adv
+
+    @staticmethod
+    def finish(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, score: Objective, worst: WorstCase) -> None:
+        """Offers a run's final iterate to `worst`, scored by the loss of `score` at it."""
+        with torch.no_grad():
+            logits, loss = score(model, x_adv)
+        worst.offer_final(x_adv, logits, y, loss)

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from .config import Fraction, Section, diff_flat
 from .distributed import SINGLE, Dist, item_seed
-from .losses import part_model_loss, trades_loss
+from .losses import PartLoss, part_model_loss, trades_loss
 from .fileio import atomic_torch_save, atomic_write_text, file_lock, load_checkpoint, remove_stale_temporaries
 from .utils import float32_precision, rng_state, set_rng_state
 
@@ -136,27 +136,31 @@ class LossForward(nn.Module):
 
 def training_loss(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, method: str, cfg: TrainConfig, attack=None,
-    forward: nn.Module | None = None,
+    forward: nn.Module | None = None, part_loss: PartLoss | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step's loss and the logits its accuracy is measured on (model already in train mode).
 
     method: "normal" (eq. 5), "pgd" (eq. 8-9: x* from the class loss, both terms on x*) or
     "trades" (eq. 10-11: one pass over [x; x*], segmentation term on the adversarial half).
     `forward`: the `LossForward` of `model` (a DDP-wrapped one under torchrun); default: its own.
+    `part_loss`: the part-label term of a part model (default: segmentation cross-entropy;
+    `partrobust.losses.CentroidLoss` for ``data.labels: centroid``).
     """
     forward = forward if forward is not None else LossForward(model)
+    if part_loss is not None and not _is_part_model(model):
+        raise ValueError("training_loss: part_loss is given but the model has no part logits")
     if method == "normal" or method == "pgd":
         inputs = attack(model, x, y) if method == "pgd" else x
         logits, seg = forward(inputs)
         if seg is not None:
-            return part_model_loss(logits, y, seg, masks, cfg.c_seg), logits
+            return part_model_loss(logits, y, seg, masks, cfg.c_seg, part_loss), logits
         return part_model_loss(logits, y), logits
     if method == "trades":
         x_adv = attack(model, x, y)
         n = x.shape[0]
         logits, seg = forward(torch.cat([x, x_adv]))
         if seg is not None:
-            loss = trades_loss(logits[:n], logits[n:], y, cfg.beta, seg[n:], masks, cfg.c_seg)
+            loss = trades_loss(logits[:n], logits[n:], y, cfg.beta, seg[n:], masks, cfg.c_seg, part_loss)
         else:
             loss = trades_loss(logits[:n], logits[n:], y, cfg.beta)
         return loss, logits[n:]
@@ -174,6 +178,7 @@ def train_one_epoch(
     progress: bool = True,
     forward: nn.Module | None = None,
     dist: Dist = SINGLE,
+    part_loss: PartLoss | None = None,
 ) -> dict[str, float]:
     """Runs one epoch; returns mean loss and accuracy (on the inputs the loss saw, over all processes)."""
     attack = cfg.train_attack() if method in ADV_METHODS else None
@@ -183,7 +188,7 @@ def train_one_epoch(
     for step, (x, masks, y) in enumerate(bar):
         x, masks, y = x.to(device, non_blocking=True), masks.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, cfg.bf16):
-            loss, logits = training_loss(model, x, y, masks, method, cfg, attack, forward)
+            loss, logits = training_loss(model, x, y, masks, method, cfg, attack, forward, part_loss)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -275,6 +280,7 @@ def fit_phase(
     forward: nn.Module | None = None,
     dist: Dist = SINGLE,
     seed: int = 0,
+    part_loss: PartLoss | None = None,
 ) -> FitResult:
     """Trains one phase in `out_dir`, resuming from ``last.pt`` if it exists.
 
@@ -321,7 +327,7 @@ def fit_phase(
             train_loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
             torch.manual_seed(item_seed(item_seed(seed, epoch), dist.rank))
         record: dict[str, Any] = {"phase": phase, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc, progress, forward, dist))
+        record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc, progress, forward, dist, part_loss))
         scheduler.step()
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs:
             attack = cfg.val_attack() if adversarial else None
@@ -381,6 +387,7 @@ def fit(
     shared_phases: Mapping[str, tuple[Path, Mapping[str, Any]]] | None = None,
     dist: Dist = SINGLE,
     seed: int = 0,
+    part_loss: PartLoss | None = None,
 ) -> FitResult:
     """Clean phase, then the adversarial phase from the best clean weights; returns the final pick.
 
@@ -389,7 +396,9 @@ def fit(
     (folder, the phase's own fingerprint)), in that folder, which several runs may reuse: it is
     trained once, under a lock, and the others wait for it and continue from it.
     TF32 (``cfg.tf32``) applies inside this call only: the previous precision settings are
-    restored on return, so evaluation afterwards runs in full fp32.
+    restored on return, so evaluation afterwards runs in full fp32. `part_loss` replaces a part
+    model's segmentation term in both phases (`training_loss`; the run passes
+    `partrobust.losses.CentroidLoss` for ``data.labels: centroid``); validation stays class accuracy.
 
     Under torchrun (`dist`) the loss pass runs through DistributedDataParallel (with
     SyncBatchNorm if ``cfg.sync_bn``); rank 0 holds the shared phases' locks and the others wait
@@ -418,7 +427,7 @@ def fit(
     forward: nn.Module = LossForward(model)
     if dist.enabled:
         forward = nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
-    phase_args = dict(forward=forward, dist=dist, seed=seed)
+    phase_args = dict(forward=forward, dist=dist, seed=seed, part_loss=part_loss)
     history: list[dict[str, Any]] = []
     wall = 0.0
     result = None

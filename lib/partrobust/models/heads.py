@@ -85,19 +85,50 @@ class DownsampledHead(nn.Module):
 
 
 # ------------------------------------------------------------------------- (b) Bounding-Box
+def part_geometry(
+    masses: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normalised centroid and spread of each part's mass (paper App. C.1 Eq. 2-4).
+
+    The one place this formula lives: `bbox_features` applies it to the predicted softmax masks,
+    `partrobust.losses.centroid_targets` to the one-hot ground-truth masks (decision 6). With
+    S_k = sum_hw M_k + EPS, colsum_k(w) = sum_h M_k + EPS, rowsum_k(h) = sum_w M_k + EPS and
+    0-based pixel indices w, h:
+
+    * cx_k  = sum_w colsum_k(w) * w / S_k (column, horizontal), cy_k = sum_h rowsum_k(h) * h / S_k (row);
+    * sdx_k = sqrt(sum_w colsum_k(w) (w - cx_k)^2 / S_k), sdy_k likewise over rows;
+    * normalised by the image size: cx/W*2-1, cy/H*2-1 (in [-1, 1-2/W]), 2*sdx/W, 2*sdy/H.
+
+    The EPS terms keep absent parts finite (no NaN); an absent part's centroid is meaningless.
+
+    Args:
+        masses: (N, K, H, W) non-negative per-part mass (no background channel).
+
+    Returns:
+        (cx, cy, sdx, sdy), each (N, K).
+    """
+    _, _, height, width = masses.shape
+    mass = masses.sum((2, 3)) + EPS  # (N, K)
+    col = masses.sum(2) + EPS  # (N, K, W)
+    row = masses.sum(3) + EPS  # (N, K, H)
+    grid_x = torch.arange(width, dtype=masses.dtype, device=masses.device)
+    grid_y = torch.arange(height, dtype=masses.dtype, device=masses.device)
+    cx = (col * grid_x).sum(2) / mass
+    cy = (row * grid_y).sum(2) / mass
+    sdx = ((col * (grid_x - cx.unsqueeze(-1)) ** 2).sum(2) / mass).sqrt()
+    sdy = ((row * (grid_y - cy.unsqueeze(-1)) ** 2).sum(2) / mass).sqrt()
+    return cx / width * 2 - 1, cy / height * 2 - 1, sdx / width * 2, sdy / height * 2
+
+
 def bbox_features(seg_logits: torch.Tensor, score: str = "logits") -> torch.Tensor:
     """Per-part weighted bounding-box features (reference-spec 1.4(b), paper App. C.1).
 
     With L = seg_logits, M = softmax(L)[:, 1:] (background always dropped) and foreground weight
     F = sigmoid(sum_{k>=1} L_k - L_0) normalised to sum 1 over pixels:
 
-    * s_k   = sum_hw F * L_k ("logits", reference) or sum_hw F * M_k ("probability", in [0,1]);
-    * cx_k  = sum_w colsum_k(w) * w / S_k, cy_k = sum_h rowsum_k(h) * h / S_k with 0-based pixel
-      indices, S_k = sum_hw M_k + EPS, colsum_k(w) = sum_h M_k + EPS, rowsum_k(h) = sum_w M_k + EPS;
-    * sdx_k = sqrt(sum_w colsum_k(w) (w - cx_k)^2 / S_k), sdy_k likewise over rows;
-    * normalised by the image size: cx/W*2-1, cy/H*2-1, 2*sdx/W, 2*sdy/H.
-
-    The EPS terms keep absent parts finite (no NaN). cx is the horizontal (column) centroid.
+    * s_k = sum_hw F * L_k ("logits", reference) or sum_hw F * M_k ("probability", in [0,1]);
+    * (cx_k, cy_k, sdx_k, sdy_k) = `part_geometry` (M): normalised centroid and spread, cx the
+      horizontal (column) centroid.
 
     Args:
         seg_logits: (N, K+1, H, W) part logits, channel 0 = background.
@@ -110,7 +141,6 @@ def bbox_features(seg_logits: torch.Tensor, score: str = "logits") -> torch.Tens
         raise ValueError(f"expected part logits (N, K+1>=2, H, W), got {tuple(seg_logits.shape)}")
     if score not in ("logits", "probability"):
         raise ValueError(f"score must be 'logits' or 'probability', got {score!r}")
-    _, _, height, width = seg_logits.shape
     part_logits = seg_logits[:, 1:]
     masks = F.softmax(seg_logits, dim=1)[:, 1:]  # (N, K, H, W)
 
@@ -119,20 +149,7 @@ def bbox_features(seg_logits: torch.Tensor, score: str = "logits") -> torch.Tens
     values = part_logits if score == "logits" else masks
     scores = (values * fg).sum((2, 3))  # (N, K)
 
-    mass = masks.sum((2, 3)) + EPS  # (N, K)
-    col = masks.sum(2) + EPS  # (N, K, W)
-    row = masks.sum(3) + EPS  # (N, K, H)
-    grid_x = torch.arange(width, dtype=masks.dtype, device=masks.device)
-    grid_y = torch.arange(height, dtype=masks.dtype, device=masks.device)
-    cx = (col * grid_x).sum(2) / mass
-    cy = (row * grid_y).sum(2) / mass
-    sdx = ((col * (grid_x - cx.unsqueeze(-1)) ** 2).sum(2) / mass).sqrt()
-    sdy = ((row * (grid_y - cy.unsqueeze(-1)) ** 2).sum(2) / mass).sqrt()
-
-    cx = cx / width * 2 - 1
-    cy = cy / height * 2 - 1
-    sdx = sdx / width * 2
-    sdy = sdy / height * 2
+    cx, cy, sdx, sdy = part_geometry(masks)
     return torch.stack([scores, cx, cy, sdx, sdy], dim=2)
 
 

@@ -18,7 +18,7 @@ from .attacks.autoattack import KNOWN_ATTACKS, STANDARD_ITERATIONS, STANDARD_SQU
 from .benchmarks.corruptions import CORRUPTIONS, SEVERITIES
 from pydantic import Field, field_validator
 
-from .config import Fraction, Section, format_fraction
+from .config import Fraction, Section
 from .distributed import SINGLE, Dist, item_seed
 from .losses import UNLABELLED
 from .utils import float32_precision
@@ -47,12 +47,21 @@ class EvalConfig(Section):
     style_encoder: str | None = Field(None, description="shape_vs_texture: local AdaIN encoder weights (vgg_normalised.pth); needed for real datasets")
     style_decoder: str | None = Field(None, description="shape_vs_texture: local AdaIN decoder weights (decoder.pth)")
     style_alpha: float = Field(1.0, ge=0, le=1, description="shape_vs_texture: AdaIN style strength")
+    evaluators: list[Literal["eps_sweep", "seg_pgd", "two_stage", "rays"]] = Field(
+        [], description="attack-side evaluations after PGD and AutoAttack (notebook 03; partrobust.evaluators)")
+    eps_sweep: list[Fraction] = Field(["16/255", "24/255", "32/255"], description="eps_sweep: further budgets for PGD and AutoAttack (Table 11); the PGD step scales with eps")
+    c_seg_attack: list[float] = Field([0.1, 0.3, 0.5, 0.7, 0.9], description="seg_pgd: weights of the segmentation loss in the PGD objective (Table 12)")
+    two_stage_strategies: list[Literal["untargeted", "random", "mc_random", "mc_sorted"]] = Field(
+        ["untargeted", "random", "mc_random", "mc_sorted"], description="two_stage: first-stage strategies (Table 13)")
+    rays_queries: int = Field(10_000, ge=1, description="rays: query budget per image of the hard-label RayS attack (Appendix E.4)")
+    masking_checks: bool = Field(True, description="gradient-masking checks after the attacks (result rows gradient_masking_*; a failure warns loudly)")
+    masking_check_limit: int = Field(512, ge=1, description="masking checks: the extra PGD runs use the first N evaluated images")
 
-    @field_validator("benchmarks")
+    @field_validator("benchmarks", "evaluators", "two_stage_strategies")
     @classmethod
     def _once_each(cls, names: list[str]) -> list[str]:
         if len(set(names)) != len(names):
-            raise ValueError(f"benchmarks listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+            raise ValueError(f"listed twice: {sorted({n for n in names if names.count(n) > 1})}")
         return names
 
     @field_validator("corruptions")
@@ -71,6 +80,20 @@ class EvalConfig(Section):
         if not severities or set(severities) - set(SEVERITIES):
             raise ValueError(f"severities must be a non-empty subset of {list(SEVERITIES)}")
         return severities
+
+    @field_validator("c_seg_attack")
+    @classmethod
+    def _weights(cls, weights: list[float]) -> list[float]:
+        if not weights or any(not 0.0 <= w <= 1.0 for w in weights):
+            raise ValueError(f"expected a non-empty list of weights in [0, 1], got {weights}")
+        return weights
+
+    @field_validator("eps_sweep")
+    @classmethod
+    def _budgets(cls, budgets: list[float]) -> list[float]:
+        if not budgets:
+            raise ValueError("expected at least one eps")
+        return budgets
 
     def benchmark_options(self) -> dict[str, Any]:
         """The options the benchmarks' images depend on (recorded in their folders' hash)."""
@@ -100,9 +123,10 @@ class EvalConfig(Section):
     def pgd_attack(self) -> PGD:
         return PGD(eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps, restarts=self.pgd_restarts)
 
-    def autoattack_adapter(self, state_path: Path | None, seed: int = 0, progress: bool = True) -> AutoAttack:
+    def autoattack_adapter(self, state_path: Path | None, seed: int = 0, progress: bool = True, eps: float | None = None) -> AutoAttack:
+        """The AutoAttack of this config, at `eps` (default: ``eval.eps``)."""
         return AutoAttack(
-            eps=self.eps,
+            eps=self.eps if eps is None else eps,
             seed=seed,
             batch_size=self.batch_size,
             attacks=self.autoattack_attacks,
@@ -207,7 +231,8 @@ def sample_outcomes(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, y: t
         xb, mb, yb = batches[j]
         if attack is not None:
             torch.manual_seed(item_seed(seed, j))
-            xb = attack(model, xb.to(device), yb.to(device)).cpu()
+            extra = (mb.to(device),) if getattr(attack, "needs_masks", False) else ()
+            xb = attack(model, xb.to(device), yb.to(device), *extra).cpu()
         preds, pred_masks = predict(model, xb, batch_size)
         mine[j] = (preds == yb, None if pred_masks is None else pixel_accuracy(pred_masks, mb))
     merged = dist.merge(mine)
@@ -218,26 +243,9 @@ def sample_outcomes(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, y: t
 
 
 def _evaluate(model, x, masks, y, cfg: EvalConfig, state_dir, seed: int, progress: bool, dist: Dist):
-    progress = progress and dist.is_main
+    from .evaluators import EvalContext, run_evaluators
+
     model.eval()
-    device = next(model.parameters()).device
     check_images(x, "test images")
-    outcomes = {"clean": sample_outcomes(model, x, masks, y, None, cfg.batch_size, seed, dist)}  # NaN logits fail here
-    notes = {"clean": ""}
-    if cfg.pgd:
-        outcomes["pgd"] = sample_outcomes(model, x, masks, y, cfg.pgd_attack(), cfg.batch_size, seed, dist, progress, "PGD")
-        notes["pgd"] = f"{cfg.pgd_steps} steps, step {format_fraction(cfg.pgd_step_size)}, {cfg.pgd_restarts} restarts"
-    if cfg.autoattack:
-        state_path = state_dir / "autoattack_state.pt" if state_dir is not None else None
-        result = cfg.autoattack_adapter(state_path, seed, progress).run(model, x.to(device), y.to(device), dist=dist)
-        outcomes["autoattack"] = sample_outcomes(model, result.x_adv.cpu(), masks, y, None, cfg.batch_size, seed, dist)
-        outcomes["autoattack"]["correct"] = result.robust.cpu()  # pointwise worst case as AutoAttack scored it
-        notes["autoattack"] = result.note
-    rows = []
-    for setting, outcome in outcomes.items():
-        rows.append({"metric": f"{setting}_accuracy", "value": 100.0 * outcome["correct"].float().mean().item(), "n": len(y),
-                     "note": notes[setting]})
-        if "pixel" in outcome:
-            rows.append({"metric": f"{setting}_pixel_accuracy", "value": 100.0 * outcome["pixel"].mean().item(), "n": len(y),
-                         "note": notes[setting]})
-    return rows, outcomes
+    ctx = EvalContext(model, x, masks, y, cfg, seed=seed, progress=progress and dist.is_main, dist=dist, state_dir=state_dir)
+    return run_evaluators(ctx), ctx.outcomes

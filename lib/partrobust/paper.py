@@ -30,10 +30,10 @@ from .stats import mean_ci
 REFERENCE_EPS = "8/255"
 """The paper's evaluation budget; the selection rule compares adversarial accuracy at this eps."""
 
-EVAL_COLUMNS = ("eps",)
+EVAL_COLUMNS = ("eps", "c_seg_attack")
 """Setting columns that belong to the evaluation, not to the trained model (one model, several eps)."""
 
-NOTEBOOK_03 = "notebook 03_ablations (issue 7; not in this repository yet)"
+NOTEBOOK_03 = "notebook 03_ablations (python -m partrobust.pipeline params/part_imagenet_ablations.yaml)"
 NOTEBOOK_04 = "notebook 04_nonadversarial_robustness (python -m partrobust.pipeline params/part_imagenet_robustness.yaml)"
 
 
@@ -122,7 +122,7 @@ def _derived(frame: pd.DataFrame) -> pd.DataFrame:
     c_seg = pd.to_numeric(out.get("c_seg"), errors="coerce") if "c_seg" in out else pd.Series(np.nan, index=out.index)
     labels = out["labels"] if "labels" in out else pd.Series(np.nan, index=out.index)
     out["seg_labels"] = np.where(resnet, "n/a", np.where(c_seg.eq(0), "no", "yes"))
-    out["label_type"] = np.where(resnet, "none", labels.map({"parts": "segmentation", "bbox": "bounding_boxes"}))
+    out["label_type"] = np.where(resnet, "none", labels.map({"parts": "segmentation", "bbox": "bounding_boxes", "centroid": "centroids"}))
     out["seg_label_level"] = labels.map({"parts": "part", "object": "object"})
     if "drop_background" in out:
         dropped = out["drop_background"].map(lambda v: str(v).strip().lower() in {"true", "1", "1.0"} if pd.notna(v) else None)
@@ -133,8 +133,8 @@ def _derived(frame: pd.DataFrame) -> pd.DataFrame:
     if "concat_input" in out:
         out["concat_input"] = out["concat_input"].map(
             lambda v: ("yes" if str(v).strip().lower() in {"true", "1", "1.0"} else "no") if pd.notna(v) else np.nan)
-    if "c_seg_attack" not in out:
-        out["c_seg_attack"] = 0.0  # the library's attacks have no segmentation term
+    attack_weight = pd.to_numeric(out["c_seg_attack"], errors="coerce") if "c_seg_attack" in out else pd.Series(np.nan, index=out.index)
+    out["c_seg_attack"] = attack_weight.fillna(0.0)  # evaluations without the seg_pgd evaluator: no segmentation term
     return out
 
 

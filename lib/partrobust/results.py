@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -26,11 +27,59 @@ RESULT_COLUMNS = [*RUN_COLUMNS, *METRIC_COLUMNS, "config_hash"]
 SUMMARY_METRICS = ("clean_accuracy", "pgd_accuracy", "autoattack_accuracy")
 """The headline metrics of a run (its status line, the seed tables)."""
 _NOT_SETTING = ("experiment", "run_id", "seed")
+EVALUATION_COLUMNS = ("c_seg_attack",)
+"""Evaluation parameters that are no config key, read off parametrised metrics (`expand_evaluations`)."""
 
 
 def setting_columns(results: pd.DataFrame) -> list[str]:
     """The identifying columns of a run other than its seed (dataset, model, training, hyperparameters)."""
-    return [c for c in RUN_COLUMNS if c in results.columns and c not in _NOT_SETTING]
+    return [c for c in [*RUN_COLUMNS, *EVALUATION_COLUMNS] if c in results.columns and c not in _NOT_SETTING]
+
+
+# --------------------------------------------------------------------------- parametrised metrics
+
+_PARAMETRISED = re.compile(r"^(?P<metric>[^@]+)@(?P<key>[a-z_]+)=(?P<value>[^,]+)$")
+EVALUATION_PARAMETERS = ("eps", *EVALUATION_COLUMNS)
+"""Parameters a metric may carry after ``@`` (notebook 03's evaluators): the results column each one fills."""
+
+
+def parametrised_metric(metric: str, key: str, value: Any) -> str:
+    """``autoattack_accuracy@eps=16/255``: a metric of an evaluation at another eps, or with another attack weight."""
+    if key not in EVALUATION_PARAMETERS:
+        raise ValueError(f"unknown evaluation parameter {key!r}; known: {EVALUATION_PARAMETERS}")
+    return f"{metric}@{key}={value}"
+
+
+def split_metric(metric: str) -> tuple[str, str | None, str | None]:
+    """``autoattack_accuracy@eps=16/255`` -> (``autoattack_accuracy``, ``eps``, ``16/255``); a plain metric -> (metric, None, None)."""
+    match = _PARAMETRISED.match(metric)
+    if match is None or match["key"] not in EVALUATION_PARAMETERS:
+        return metric, None, None
+    return match["metric"], match["key"], match["value"]
+
+
+def expand_evaluations(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of parametrised metrics as rows of an evaluation of their own.
+
+    ``autoattack_accuracy@eps=16/255`` of run R becomes ``autoattack_accuracy`` of the evaluation
+    ``R@eps=16/255`` with ``eps`` 16/255, so that every table, figure and claim sees it the way it
+    sees a run evaluated at that eps (the trained model, the setting without its evaluation
+    columns, is the same). The ``c_seg_attack`` column is added (empty for ordinary rows).
+    """
+    frame = frame.copy()
+    for column in EVALUATION_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.Series(float("nan"), index=frame.index, dtype=object)
+    if frame.empty or not frame["metric"].astype(str).str.contains("@", regex=False).any():
+        return frame
+    parts = frame["metric"].astype(str).map(split_metric)
+    for i, (metric, key, value) in zip(frame.index, parts):
+        if key is None:
+            continue
+        frame.at[i, "metric"] = metric
+        frame.at[i, "run_id"] = f"{frame.at[i, 'run_id']}@{key}={value}"
+        frame.at[i, key] = float(value) if key in EVALUATION_COLUMNS else value
+    return frame
 
 
 def distinguishing_columns(frame: pd.DataFrame) -> list[str]:
@@ -71,20 +120,25 @@ def add_results(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     with file_lock(path.with_name(f".{path.name}.lock")):
         if path.is_file():
-            old = read_results(path)
+            old = _read_stored(path)
             replaced = old.set_index(["run_id", "metric"]).index.isin(new.set_index(["run_id", "metric"]).index)
             new = pd.concat([old[~replaced], new], ignore_index=True) if (~replaced).any() else new
         atomic_write_text(path, new.to_csv(index=False))
     return new
 
 
-def read_results(path: str | Path) -> pd.DataFrame:
-    """One results CSV; a file without the result columns is refused by name."""
+def _read_stored(path: str | Path) -> pd.DataFrame:
+    """One results CSV as stored; a file without the result columns is refused by name."""
     frame = pd.read_csv(path)
     missing = set(RESULT_COLUMNS) - set(frame.columns)
     if missing:
         raise ValueError(f"{path} is not a results file: missing columns {sorted(missing)}")
     return frame
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """One results CSV, parametrised metrics as evaluations of their own (`expand_evaluations`)."""
+    return expand_evaluations(_read_stored(path))
 
 
 def gather_results(*paths: str | Path) -> pd.DataFrame:
@@ -103,7 +157,7 @@ def gather_results(*paths: str | Path) -> pd.DataFrame:
         else:
             raise FileNotFoundError(f"no results at {path}")
     if not files:
-        return pd.DataFrame(columns=RESULT_COLUMNS)
+        return pd.DataFrame(columns=[*RESULT_COLUMNS, *EVALUATION_COLUMNS])
     return pd.concat([read_results(f) for f in files], ignore_index=True)
 
 

@@ -43,6 +43,7 @@ from .data.prepared import PreparedDatasetError
 from .benchmarks import (BenchmarkSettings, check_benchmarks, evaluate_benchmarks, prepare_benchmark, run_benchmark_folders,
                          run_benchmark_settings)
 from .evaluation import collect, evaluate, pgd_examples, predict
+from .losses import CentroidLoss, PartLoss
 from .models import ModelConfig, build_model, count_parameters
 from .notebooks import NotebookFailed, execute
 from .results import RESULTS_FILE, SUMMARY_METRICS, add_results, gather_results, result_rows, write_manifest
@@ -90,7 +91,7 @@ class Run:
         self.id = run_id(config)
         self.dir = Path(run_dir) if run_dir is not None else Path(runs_root) / experiment / self.id
         check_folder(self.dir, config)
-        if config.data.labels != "parts" and not Path(config.data.labelled_root).is_dir():
+        if config.data.labelled_root != config.data.root and not Path(config.data.labelled_root).is_dir():
             raise PreparedDatasetError(f"data.labels: {config.data.labels!r} labels are read from {config.data.labelled_root}, which does "
                                        f"not exist; derive it with notebook 00 (variants: [{config.data.labels}])")
         if config.data.scan:  # every file the run reads, before any compute (cached: instant on reruns)
@@ -110,6 +111,7 @@ class Run:
             except ValueError as err:
                 raise ParameterError(f"eval.autoattack_attacks: {err}") from None
         self.model_config = self._model_config()
+        self.part_loss = self._part_loss()
         check_weights_file(config)
         self.device = resolve_device(config.device)
         if self.dist.enabled and self.device.type == "cuda":
@@ -145,6 +147,16 @@ class Run:
             part_to_class=meta.part_to_class() if part_model else None,
         )
 
+    def _part_loss(self) -> PartLoss | None:
+        """The part-label term of the training loss: None (segmentation cross-entropy) except the
+        centroid loss for ``data.labels: centroid`` (App. E.5, decision 6)."""
+        if self.config.data.labels != "centroid":
+            return None
+        try:
+            return CentroidLoss(self.metadata.part_to_class(), self.metadata.num_classes)
+        except ValueError as err:
+            raise ParameterError(f"data.labels: centroid: {err}") from None
+
     def describe(self) -> pd.Series:
         """Run id, folder, dataset, model size and device, for the first cell of notebook 01."""
         return pd.Series({
@@ -176,7 +188,8 @@ class Run:
             return {}
         if not self.done:
             self.write_manifest()
-            metrics = self.results().set_index("metric")["value"].to_dict()
+            results = self.results()
+            metrics = results[results["run_id"] == self.id].set_index("metric")["value"].to_dict()
             write_status(self.dir, "done", wall_time_s=round(time.time() - self._t0, 1),
                          metrics={m: metrics[m] for m in SUMMARY_METRICS if m in metrics})
         self.release()
@@ -240,7 +253,7 @@ class Run:
             shared[phase] = (folder, phase_identity(self.config, phase))
         self.fit_result = fit(model, self.loaders["train"], self.loaders["val"], train, self.dir / TRAIN_DIR, self.device,
                               fingerprint=identity(self.config), progress=self.config.progress, shared_phases=shared,
-                              dist=self.dist, seed=self.config.seed)
+                              dist=self.dist, seed=self.config.seed, part_loss=self.part_loss)
         self.model = model
         return self.fit_result
 

@@ -31,7 +31,7 @@ from .evaluation import EvalConfig
 from .models.config import MODEL_OPTIONS, ModelSpec, uses_segmenter
 from .training import TrainConfig
 
-LABEL_KINDS = ("parts", "object", "bbox")
+LABEL_KINDS = ("parts", "object", "bbox", "centroid")
 PAPER_BACKBONES = ("resnet50",)
 """Backbones the paper always initialised from ImageNet: a run without weights must say `model.from_scratch`."""
 
@@ -41,13 +41,13 @@ class DataConfig(LoaderConfig):
 
     root: str = Field(description="prepared dataset folder (notebook 00); label variants live beside it")
     scan: bool = Field(True, description="check every image and mask the run uses before training (cached by size and mtime; false skips it for huge data)")
-    labels: Literal["parts", "object", "bbox"] = Field(
-        "parts", description="segmentation labels: part masks, object masks (Table 15) or part boxes (Table 14); the latter two are read from the ROOT-object / ROOT-bbox variant folders (notebook 00)")
+    labels: Literal["parts", "object", "bbox", "centroid"] = Field(
+        "parts", description="segmentation labels: part masks, object masks (Table 15) or part boxes (Table 14), read from the ROOT-object / ROOT-bbox variant folders (notebook 00), or part centroids (Table 14, model.name: bbox only), computed from ROOT's part masks and trained with the centroid loss (App. E.5, decision 6)")
 
     @property
     def labelled_root(self) -> str:
-        """The prepared folder holding the chosen labels: ``root`` or its ``<root>-<labels>`` variant."""
-        return self.root if self.labels == "parts" else f"{self.root.rstrip('/')}-{self.labels}"
+        """The prepared folder holding the chosen labels: ``root`` (parts, centroid) or its ``<root>-<labels>`` variant."""
+        return self.root if self.labels in ("parts", "centroid") else f"{self.root.rstrip('/')}-{self.labels}"
 
 
 class RunConfig(Section):
@@ -85,6 +85,26 @@ class RunConfig(Section):
             raise ValueError(f"model.from_scratch: true contradicts {key}: {spec.pretrained_path}")
         return self
 
+    @model_validator(mode="after")
+    def _centroid_labels_need_bbox(self) -> "RunConfig":
+        if self.data.labels == "centroid" and self.model.name != "bbox":
+            raise ValueError(
+                f"data.labels: centroid trains the Bounding-Box model's centroid features (App. E.5); it needs "
+                f"model.name: bbox, got model.name: {self.model.name}")
+        return self
+
+    @model_validator(mode="after")
+    def _evaluators_fit_the_model(self) -> "RunConfig":
+        segmenter_attacks = sorted({"seg_pgd", "two_stage"} & set(self.eval.evaluators))
+        if segmenter_attacks and not self.is_part_model:
+            raise ValueError(f"eval.evaluators: {segmenter_attacks} attack the segmenter, which model.name "
+                             f"{self.model.name!r} does not have; list them for part models only")
+        if "two_stage" in self.eval.evaluators and "mc_sorted" in self.eval.two_stage_strategies and (
+                self.model.name == "two_headed" or (self.model.concat_input and self.model.name == "downsampled")):
+            raise ValueError("eval.two_stage_strategies: mc_sorted scores guide masks with the head alone, which this model's "
+                             "head cannot do (it also reads the image or the segmenter's features); leave mc_sorted out")
+        return self
+
     @property
     def is_part_model(self) -> bool:
         return uses_segmenter(self.model.name)
@@ -115,6 +135,12 @@ _BENCHMARK_KEYS = {
     "spurious_correlation": ("eval.imagenet9_root",),
     "shape_vs_texture": ("eval.style_encoder", "eval.style_decoder", "eval.style_alpha"),
 }
+_EVALUATOR_KEYS = {
+    "eps_sweep": ("eval.eps_sweep",),
+    "seg_pgd": ("eval.c_seg_attack",),
+    "two_stage": ("eval.two_stage_strategies",),
+    "rays": ("eval.rays_queries",),
+}
 _PART_MODEL_KEYS = ("train.c_seg", "data.labels", "data.label_fraction", "data.label_seed")
 
 
@@ -140,6 +166,11 @@ def inapplicable_keys(config: RunConfig) -> set[str]:
             keys.update(benchmark_keys)
     if not config.eval.benchmarks:
         keys.add("eval.benchmark_seed")
+    for evaluator, evaluator_keys in _EVALUATOR_KEYS.items():
+        if evaluator not in config.eval.evaluators:
+            keys.update(evaluator_keys)
+    if not (config.eval.masking_checks and config.eval.pgd):
+        keys.add("eval.masking_check_limit")
     return keys
 
 
@@ -151,7 +182,8 @@ def resolved(config: RunConfig) -> dict[str, Any]:
     return flat
 
 
-LATER_KEYS: dict[str, Any] = {"train.sync_bn": False, "eval.pgd": True, "eval.benchmarks": []}
+LATER_KEYS: dict[str, Any] = {"train.sync_bn": False, "eval.pgd": True, "eval.benchmarks": [], "eval.evaluators": [],
+                               "eval.masking_checks": True, "eval.masking_check_limit": 512}
 """Keys added after runs existed, left out of the identity at these values (their behaviour before
 they existed), so that the ids of earlier runs stay valid."""
 

@@ -48,6 +48,7 @@ from .utils import find_repo_root
 class SweepBlock(Section):
     """One block of a sweep: fixed overrides, a product grid and zipped lists (all dotted keys)."""
 
+    section: str | None = Field(None, description="the part of a report this block's runs belong to (notebook 03's ablations); blocks may share runs")
     set: dict[str, Any] = Field(default_factory=dict, description="overrides shared by this block's runs")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="key -> values; every combination is a run")
     zip: dict[str, list[Any]] = Field(default_factory=dict, description="key -> values of equal length, taken together")
@@ -86,6 +87,11 @@ class Plan(Section):
         return self
 
     @property
+    def sections(self) -> list[str]:
+        """The section labels of the sweep's blocks, in order of first appearance."""
+        return list(dict.fromkeys(b.section for b in self.blocks if b.section is not None))
+
+    @property
     def blocks(self) -> list[SweepBlock]:
         if self.sweep is None:
             return [SweepBlock()]
@@ -98,12 +104,21 @@ def load_plan(path: str | Path) -> Plan:
     return validate(Plan, doc if doc is not None else {}, where=str(path))
 
 
-def expand(plan: Plan, source: str = "params file") -> list[RunConfig]:
-    """Every run of the plan as a validated `RunConfig` (duplicates by run id removed, order kept)."""
+def expand(plan: Plan, source: str = "params file", sections: list[str] | None = None) -> list[RunConfig]:
+    """Every run of the plan as a validated `RunConfig` (duplicates by run id removed, order kept).
+
+    `sections`: only the blocks labelled with one of these sections (None: every block).
+    """
     if not plan.config and plan.sweep is None:
         return []
+    if sections is not None:
+        unknown = sorted(set(sections) - set(plan.sections))
+        if unknown:
+            raise ParameterError(f"{source}: no sweep block has section {unknown}; sections: {plan.sections}")
     configs: dict[str, RunConfig] = {}
     for b, block in enumerate(plan.blocks, start=1):
+        if sections is not None and block.section not in sections:
+            continue
         for point in block.points():
             where = f"{source}: sweep block {b}, run {point}" if point else source
             config = make_run_config(plan.config, point, where=where)

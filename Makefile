@@ -1,4 +1,4 @@
-# partrobust: make smoke | make test | make study | make robustness | make figures | make weights | make nbdime | make lab | make clean
+# partrobust: make smoke | make test | make study | make ablations | make robustness | make figures | make weights | make nbdime | make lab | make clean
 # Uses the active virtual environment (or conda env) if there is one, else creates .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ endif
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.partrobust-installed
 
-.PHONY: install smoke study robustness figures test test-fast weights nbdime lab clean
+.PHONY: install smoke study ablations robustness figures test test-fast weights nbdime lab clean
 
 install: $(STAMP)
 
@@ -34,6 +34,13 @@ study: install
 	"$(PY)" -m partrobust.pipeline params/builtin_study.yaml --jobs 2
 	"$(PY)" -m partrobust.figures runs/builtin_study --snapshot figures/builtin_study
 	"$(PY)" -m partrobust.readme figures/builtin_study/table.md builtin-study-table
+	"$(PY)" -m partrobust.figures
+
+# Notebook 03's default ablations on the built-in data (41 runs, one seed, about 56 minutes on 2 CPU cores):
+# its figures and results snapshot in figures/builtin_ablations/, then the paper's figures and figures/REPORT.md.
+ablations: install
+	"$(PY)" -m partrobust.pipeline params/ablations_smoke.yaml --runner process
+	"$(PY)" -m partrobust.figures runs/ablations_smoke --snapshot figures/builtin_ablations
 	"$(PY)" -m partrobust.figures
 
 # Notebook 04's default study on the built-in data (16 runs, about 20 minutes on 2 CPU cores): the

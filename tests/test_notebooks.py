@@ -217,3 +217,36 @@ def test_papermill_runs_notebook_04_benchmarks_statistics_and_texture_cue(tmp_pa
                                                     "04_texture_cue.png"}
     text = output.read_text()
     assert "p vs ResNet" in text and "not compared cell by cell" in text
+
+
+@pytest.mark.slow
+def test_papermill_runs_notebook_03_ablations_training_and_attack_sections(tmp_path, tiny_dataset):
+    """Notebook 03 on tiny runs: a training-side section (part labels, 3 trainings) and the four attack-side
+    sections, which share one evaluation-only run of the trained Downsampled model."""
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    config = {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(tiny_dataset)},
+              "eval": {"limit": 8, "pgd_steps": 2, "pgd_restarts": 1, "autoattack": False, "eps_sweep": ["32/255"],
+                       "c_seg_attack": [0.5], "rays_queries": 30}}
+    attacks = {"model.name": "downsampled", "eval.evaluators": ["eps_sweep", "seg_pgd", "two_stage", "rays"]}
+    plan = {"experiment": "tiny_ablations", "config": config,
+            "sweep": [{"section": "part_labels", "grid": {"model.name": ["resnet", "downsampled"]}},
+                      {"section": "part_labels", "set": {"model.name": "downsampled", "train.c_seg": 0.0}},
+                      *({"section": s, "set": attacks} for s in ("eps_sweep", "seg_attack", "two_stage", "rays"))]}
+    params_file = tmp_path / "tiny_ablations.yaml"
+    params_file.write_text(yaml.safe_dump(plan))
+    output = tmp_path / "03.ipynb"
+    execute(REPO, "03_ablations", {"params_file": str(params_file), "runs_root": str(runs), "runner": "process",
+                                   "figures_dir": str(figs)}, output, stream=False)
+    stored = pd.concat([pd.read_csv(f) for f in (runs / "tiny_ablations").glob("*/results.csv")])
+    assert stored.run_id.nunique() == 4
+    attacked = stored[stored.metric.str.startswith("two_stage_")].run_id.unique()
+    assert len(attacked) == 1
+    metrics = set(stored[stored.run_id == attacked[0]].metric)
+    assert {"pgd_accuracy@eps=32/255", "pgd_accuracy@c_seg_attack=0.5", "two_stage_untargeted_accuracy", "two_stage_mc_sorted_accuracy",
+            "rays_accuracy", "gradient_masking_high_eps", "gradient_masking_more_steps", "gradient_masking_black_box_rays",
+            "gradient_masking_eps_monotone_pgd"} <= metrics
+    assert len(list((runs / "tiny_ablations" / "_train").iterdir())) == 6  # 3 models x (clean, pgd): the attack run trained nothing
+    assert {p.name for p in figs.glob("*.png")} == {"03_part_labels.png", "03_eps_sweep.png", "03_seg_attack.png", "03_two_stage.png",
+                                                    "03_rays.png"}
+    text = output.read_text()
+    assert text.count("**Verdict.**") == 5 and "not the paper's dataset" in text and "section c_seg not shown" in text

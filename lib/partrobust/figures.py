@@ -157,13 +157,19 @@ def fig04_tradeoff(data: FigureData) -> dict[str, plt.Figure]:
     return {"fig04_tradeoff": plot_sweep(wide, adv_metric=metric)}
 
 
+TABLE01_MODELS = ("resnet", "downsampled", "bbox")
+
+
 def table01_seeds(data: FigureData) -> dict[str, plt.Figure]:
     """Table 1 as a figure: clean vs AutoAttack accuracy, mean and 95% CI over seeds, per source and
-    setting (only settings evaluated at the paper's eps, so that the points compare)."""
+    setting of Table 1's models in the paper's main setup (ablation variants left out)."""
     from .plotting import plot_seed_summary
 
     figures = {}
-    for source, group in data.results.groupby("source", sort=True):
+    results = data.results[in_main_setup(data.results) & data.results["model"].isin(TABLE01_MODELS)]
+    if "evaluators" in results:  # one point per trained model: not its re-evaluations by notebook 03's attack sections
+        results = results[results["evaluators"].fillna("none") == "none"]
+    for source, group in results.groupby("source", sort=True):
         summary = seed_summary(group.drop(columns="source"))
         if summary.empty or not {"clean_accuracy", "autoattack_accuracy"} <= set(summary["metric"]):
             continue

@@ -24,6 +24,7 @@ NOTEBOOK_PARAMS: dict[str, str] = {
     "00_data_prep": "partrobust.experiments.data_prep:DataPrepParams",
     "01_pgd_training": "partrobust.run:RunNotebookParams",
     "02_trades_sweep": "partrobust.sweep:SweepNotebookParams",
+    "03_ablations": "partrobust.ablations:AblationsNotebookParams",
     "04_nonadversarial_robustness": "partrobust.robustness:RobustnessNotebookParams",
     "05_figures": "partrobust.figures:FiguresNotebookParams",
 }

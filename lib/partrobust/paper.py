@@ -30,7 +30,7 @@ from .stats import mean_ci
 REFERENCE_EPS = "8/255"
 """The paper's evaluation budget; the selection rule compares adversarial accuracy at this eps."""
 
-EVAL_COLUMNS = ("eps", "c_seg_attack")
+EVAL_COLUMNS = ("eps", "evaluators", "c_seg_attack")
 """Setting columns that belong to the evaluation, not to the trained model (one model, several eps)."""
 
 NOTEBOOK_03 = "notebook 03_ablations (python -m partrobust.pipeline params/part_imagenet_ablations.yaml)"

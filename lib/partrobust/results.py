@@ -9,7 +9,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -101,6 +101,7 @@ def result_rows(
     values = resolved(config)
     ident = {"experiment": experiment, "run_id": run_id(config), "dataset": dataset, "training": config.train.training}
     ident.update({column: values[key] for column, key in RESULT_INDEX.items()})
+    ident["evaluators"] = evaluators_label(config.eval.evaluators)
     digest = config_hash(config)
     return [
         {**ident, "metric": r["metric"], "value": float(r["value"]), "n": int(r["n"]), "note": r.get("note", ""), "config_hash": digest}
@@ -127,9 +128,21 @@ def add_results(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return new
 
 
+def evaluators_label(evaluators: Sequence[str]) -> str:
+    """The ``evaluators`` column: the attack-side evaluators of the run joined by ``+``, or ``none``.
+
+    It tells apart runs that evaluate the same trained model in different ways (notebook 03's
+    attack-side sections), which repeat its clean, PGD and AutoAttack rows."""
+    return "+".join(evaluators) or "none"
+
+
 def _read_stored(path: str | Path) -> pd.DataFrame:
-    """One results CSV as stored; a file without the result columns is refused by name."""
+    """One results CSV as stored; a file without the result columns is refused by name.
+
+    Files written before the ``evaluators`` column existed get ``none`` (no run had any then)."""
     frame = pd.read_csv(path)
+    if "evaluators" not in frame.columns:
+        frame.insert(frame.columns.get_loc("eps") + 1 if "eps" in frame.columns else len(frame.columns), "evaluators", "none")
     missing = set(RESULT_COLUMNS) - set(frame.columns)
     if missing:
         raise ValueError(f"{path} is not a results file: missing columns {sorted(missing)}")

@@ -258,6 +258,7 @@ RESULT_INDEX: dict[str, str] = {
     "train_step_size": "train.step_size",
     "train_steps": "train.steps",
     "eps": "eval.eps",
+    "evaluators": "eval.evaluators",
     "seed": "seed",
 }
 """Results column -> config key: the fields the paper's tables are indexed by (empty where inapplicable)."""

@@ -83,7 +83,7 @@ def check_more_steps(ctx: "EvalContext", limit: int) -> dict[str, Any]:
     n = len(strong)
     rise = _accuracy(strong) - _accuracy(weak["correct"])
     passed = rise <= _margin(n)
-    detail = (f"PGD with {cfg.pgd_steps} steps x {cfg.pgd_restarts} restarts leaves {_accuracy(strong):.1f} % correct, "
+    detail = (f"PGD with {cfg.pgd_steps} steps x {cfg.pgd_restarts} restart(s) leaves {_accuracy(strong):.1f} % correct, "
               f"{steps} step(s) x 1 restart {_accuracy(weak['correct']):.1f} %")
     return _row("more_steps", rise, n, passed, detail)
 

@@ -29,6 +29,7 @@ from .analysis import parse_eps
 from .config import ParameterError
 from .paper import settings
 from .plotting import MODEL_COLORS, model_label
+from .results import trained_run_ids
 from .sweep import SweepRunParams
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def ablation_table(results: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
         return pd.DataFrame()
     keys = [k for k in ("model", *ablation.keys) if k in table.columns]
     if ablation.x != "eps_255":
-        table = table[table["eps_255"].isna() | np.isclose(table["eps_255"].astype(float), _reference_eps(table))]
+        table = _at_reference_eps(table)
     wide = table.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean", dropna=False)
     seeds = table.groupby(keys, dropna=False)["seeds"].max()
     wide = wide.dropna(how="all")
@@ -97,10 +98,13 @@ def ablation_table(results: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
     return wide.round(1)
 
 
-def _reference_eps(table: pd.DataFrame) -> float:
-    """The smallest evaluation eps of the runs (x/255): the budget every training-side ablation is scored at."""
-    eps = table["eps_255"].dropna()
-    return float(eps.min()) if not eps.empty else np.nan
+def _at_reference_eps(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows evaluated at the smallest eps of `table` (the budget every ablation but the eps sweep is
+    scored at), and the rows without an eps."""
+    eps = table["eps_255"].dropna() if "eps_255" in table else pd.Series(dtype=float)
+    if eps.empty:
+        return table
+    return table[table["eps_255"].isna() | np.isclose(table["eps_255"].astype(float), float(eps.min()))]
 
 
 def long_values(results: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
@@ -165,10 +169,7 @@ def _part_models(table: pd.DataFrame) -> list[str]:
 
 
 def _at_reference(results: pd.DataFrame) -> pd.DataFrame:
-    table = section_settings(results)
-    if "eps_255" in table:
-        table = table[table["eps_255"].isna() | np.isclose(table["eps_255"].astype(float), _reference_eps(table))]
-    return table
+    return _at_reference_eps(section_settings(results))
 
 
 def _holds(ok: bool | None) -> str:
@@ -326,11 +327,11 @@ def verdict_eps_sweep(results: pd.DataFrame) -> str:
 
 def verdict_seg_attack(results: pd.DataFrame) -> str:
     table = section_settings(results)
-    rows = table[table["metric"] == "pgd_accuracy"].copy()
+    rows = _at_reference_eps(table[table["metric"] == "pgd_accuracy"]).copy()
     rows["c_seg_attack"] = pd.to_numeric(rows["c_seg_attack"], errors="coerce")
     bits, ok = [], []
     for model in _part_models(rows):
-        own = rows[(rows["model"] == model) & (rows["eps_255"].isna() | np.isclose(rows["eps_255"].astype(float), _reference_eps(rows)))]
+        own = rows[rows["model"] == model]
         if own["c_seg_attack"].nunique() < 2:
             continue
         plain = float(own.loc[own["c_seg_attack"] == 0, "value"].mean())
@@ -461,8 +462,7 @@ def masking_table(results: pd.DataFrame) -> pd.DataFrame:
 
 def section_results(results: pd.DataFrame, run_ids: Sequence[str]) -> pd.DataFrame:
     """The rows of the given runs, and of their evaluations at other eps or attack weights (``<id>@...``)."""
-    base = results["run_id"].astype(str).str.split("@").str[0]
-    return results[base.isin(set(run_ids))]
+    return results[trained_run_ids(results).isin(set(run_ids))]
 
 
 class AblationsNotebookParams(SweepRunParams):
@@ -508,7 +508,7 @@ def show_ablation(name: str, plan: "Plan", params_file: str, results: pd.DataFra
     ids = [run_id(c) for c in expand(plan, params_file, sections=[name])]
     ours = section_results(results, ids)
     display(Markdown(f"**What it tests.** {ablation.question}  \n**The paper ({ablation.paper}).** {ablation.paper_says}."))
-    print(f"{ours['run_id'].str.split('@').str[0].nunique()} of {len(ids)} runs finished")
+    print(f"{trained_run_ids(ours).nunique()} of {len(ids)} runs finished")
     if ours.empty:
         return
     display(ablation_table(ours, ablation))

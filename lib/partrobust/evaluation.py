@@ -120,8 +120,12 @@ class EvalConfig(Section):
             raise ValueError(f"attacks listed twice: {sorted({a for a in attacks if attacks.count(a) > 1})}")
         return attacks
 
-    def pgd_attack(self) -> PGD:
-        return PGD(eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps, restarts=self.pgd_restarts)
+    def pgd_attack(self, eps: float | None = None, steps: int | None = None, restarts: int | None = None) -> PGD:
+        """The test PGD, or a variant of it: at another `eps` (the step scales with it, ``pgd_step_size * eps /
+        eval.eps``), with fewer `steps` or `restarts` (the eps sweep and the gradient-masking checks)."""
+        step = self.pgd_step_size if eps is None else self.pgd_step_size * eps / self.eps
+        return PGD(eps=self.eps if eps is None else eps, step_size=step, steps=self.pgd_steps if steps is None else steps,
+                   restarts=self.pgd_restarts if restarts is None else restarts)
 
     def autoattack_adapter(self, state_path: Path | None, seed: int = 0, progress: bool = True, eps: float | None = None) -> AutoAttack:
         """The AutoAttack of this config, at `eps` (default: ``eval.eps``)."""

@@ -34,7 +34,7 @@ from .attacks import PGD, RayS, SegPGD, TwoStage
 from .attacks.autoattack import AutoAttackResult
 from .attacks.two_stage import score_guide_masks
 from .config import format_fraction
-from .distributed import Dist
+from .distributed import SINGLE, Dist
 from .evaluation import EvalConfig, sample_outcomes
 from .registry import Registry
 from .results import parametrised_metric
@@ -55,10 +55,9 @@ class EvalContext:
     cfg: EvalConfig
     seed: int = 0
     progress: bool = True
-    dist: Dist | None = None
+    dist: Dist = SINGLE
     state_dir: Path | None = None
     outcomes: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
     autoattack: dict[str, AutoAttackResult] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -78,7 +77,6 @@ class EvalContext:
         The metric of setting ``pgd@eps=16/255`` is ``pgd_accuracy@eps=16/255``.
         """
         self.outcomes[setting] = outcome
-        self.notes[setting] = note
         base, _, params = setting.partition("@")
         suffix = f"@{params}" if params else ""
         n = len(outcome["correct"])
@@ -94,6 +92,11 @@ EVALUATORS: Registry[Callable[[EvalContext], None]] = Registry("evaluator")
 
 NEEDS_PART_MODEL = ("seg_pgd", "two_stage")
 """Evaluators that attack the segmenter, so only part models can be evaluated with them."""
+
+
+def pgd_note(attack: PGD) -> str:
+    """How a PGD ran, for its rows' note: ``100 steps, step 0.001, 5 restarts``."""
+    return f"{attack.steps} steps, step {format_fraction(attack.step_size)}, {attack.restarts} restarts"
 
 
 def setting_name(attack: str, **param: Any) -> str:
@@ -116,9 +119,8 @@ def evaluate_clean(ctx: EvalContext) -> None:
 @EVALUATORS.register("pgd")
 def evaluate_pgd(ctx: EvalContext) -> None:
     """The test PGD (paper: 100 steps of 0.001, 5 restarts; a sample is broken if any iterate fools the model)."""
-    cfg = ctx.cfg
-    ctx.record("pgd", ctx.attack_outcomes(cfg.pgd_attack(), "PGD"),
-               f"{cfg.pgd_steps} steps, step {format_fraction(cfg.pgd_step_size)}, {cfg.pgd_restarts} restarts")
+    attack = ctx.cfg.pgd_attack()
+    ctx.record("pgd", ctx.attack_outcomes(attack, "PGD"), pgd_note(attack))
 
 
 def _autoattack(ctx: EvalContext, eps: float, state_name: str, setting: str) -> None:
@@ -147,11 +149,8 @@ def evaluate_eps_sweep(ctx: EvalContext) -> None:
     """PGD and (with ``eval.autoattack``) AutoAttack at every eps of ``eval.eps_sweep`` (Table 11)."""
     cfg = ctx.cfg
     for eps in cfg.eps_sweep:
-        step = cfg.pgd_step_size * eps / cfg.eps
-        attack = PGD(eps=eps, step_size=step, steps=cfg.pgd_steps, restarts=cfg.pgd_restarts)
-        label = format_fraction(eps)
-        ctx.record(setting_name("pgd", eps=eps), ctx.attack_outcomes(attack, f"PGD eps {label}"),
-                   f"{cfg.pgd_steps} steps, step {format_fraction(step)}, {cfg.pgd_restarts} restarts")
+        attack = cfg.pgd_attack(eps=eps)
+        ctx.record(setting_name("pgd", eps=eps), ctx.attack_outcomes(attack, f"PGD eps {format_fraction(eps)}"), pgd_note(attack))
         if cfg.autoattack:
             _autoattack(ctx, eps, f"autoattack_state_eps{round(eps * 255)}.pt", setting_name("autoattack", eps=eps))
 
@@ -163,8 +162,7 @@ def evaluate_seg_pgd(ctx: EvalContext) -> None:
     for c in cfg.c_seg_attack:
         attack = SegPGD(eps=cfg.eps, step_size=cfg.pgd_step_size, steps=cfg.pgd_steps, restarts=cfg.pgd_restarts, c_seg=c)
         ctx.record(setting_name("pgd", c_seg_attack=c), ctx.attack_outcomes(attack, f"PGD c_seg {c}"),
-                   f"objective (1 - {c}) CE + {c} L_seg; {cfg.pgd_steps} steps, step {format_fraction(cfg.pgd_step_size)}, "
-                   f"{cfg.pgd_restarts} restarts")
+                   f"objective (1 - {c}) CE + {c} L_seg; {pgd_note(attack)}")
 
 
 @EVALUATORS.register("two_stage")
@@ -198,9 +196,11 @@ def run_evaluators(ctx: EvalContext) -> list[dict[str, Any]]:
     """Runs `evaluator_sequence` and then the gradient-masking checks; returns the rows."""
     from .masking import masking_checks
 
-    for name in evaluator_sequence(ctx.cfg):
-        if name in NEEDS_PART_MODEL and not ctx.is_part_model:
-            raise ValueError(f"eval.evaluators: {name!r} attacks the segmenter; {type(ctx.model).__name__} is not a part model")
+    names = evaluator_sequence(ctx.cfg)
+    segmenter_attacks = [name for name in names if name in NEEDS_PART_MODEL]
+    if segmenter_attacks and not ctx.is_part_model:  # before any attack runs
+        raise ValueError(f"eval.evaluators: {segmenter_attacks} attack the segmenter; {type(ctx.model).__name__} is not a part model")
+    for name in names:
         EVALUATORS.get(name)(ctx)
     if ctx.cfg.masking_checks:
         ctx.rows.extend(masking_checks(ctx))

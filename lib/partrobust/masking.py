@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .attacks import PGD
 from .config import format_fraction
 
 if TYPE_CHECKING:
@@ -64,8 +63,7 @@ def check_high_eps(ctx: "EvalContext", limit: int) -> dict[str, Any]:
     """PGD (one restart, the evaluation's steps, step scaled with eps) at `HIGH_EPS_FACTOR` x eps."""
     cfg = ctx.cfg
     eps = min(1.0, HIGH_EPS_FACTOR * cfg.eps)
-    step = cfg.pgd_step_size * eps / cfg.eps
-    outcome = ctx.attack_outcomes(PGD(eps=eps, step_size=step, steps=cfg.pgd_steps, restarts=1), "masking check: PGD 4x eps", limit)
+    outcome = ctx.attack_outcomes(cfg.pgd_attack(eps=eps, restarts=1), "masking check: PGD 4x eps", limit)
     acc = _accuracy(outcome["correct"])
     passed = acc <= HIGH_EPS_MAX_ACCURACY
     detail = (f"PGD at eps {format_fraction(eps)} ({HIGH_EPS_FACTOR}x the evaluation's; {cfg.pgd_steps} steps, 1 restart) "
@@ -77,8 +75,7 @@ def check_more_steps(ctx: "EvalContext", limit: int) -> dict[str, Any]:
     """The evaluation PGD against one restart of a tenth of its steps, on the same images."""
     cfg = ctx.cfg
     steps = max(1, cfg.pgd_steps // FEWER_STEPS_DIVISOR)
-    weak = ctx.attack_outcomes(PGD(eps=cfg.eps, step_size=cfg.pgd_step_size, steps=steps, restarts=1),
-                               "masking check: fewer steps", limit)
+    weak = ctx.attack_outcomes(cfg.pgd_attack(steps=steps, restarts=1), "masking check: fewer steps", limit)
     strong = ctx.outcomes["pgd"]["correct"][:limit]
     n = len(strong)
     rise = _accuracy(strong) - _accuracy(weak["correct"])
@@ -144,6 +141,6 @@ def masking_checks(ctx: "EvalContext") -> list[dict[str, Any]]:
         if row["note"].startswith("FAILED"):
             message = f"gradient-masking check {row['metric']} FAILED: {row['note'][len('FAILED: '):]}"
             warnings.warn(message, GradientMaskingWarning, stacklevel=2)
-            if ctx.dist is None or ctx.dist.is_main:
+            if ctx.dist.is_main:
                 print(f"[partrobust] WARNING {message}", file=sys.stderr, flush=True)
     return rows

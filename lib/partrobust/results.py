@@ -58,6 +58,11 @@ def split_metric(metric: str) -> tuple[str, str | None, str | None]:
     return match["metric"], match["key"], match["value"]
 
 
+def trained_run_ids(results: pd.DataFrame) -> pd.Series:
+    """The run id of each row without its evaluation suffix (``R@eps=16/255`` -> ``R``; `expand_evaluations`)."""
+    return results["run_id"].astype(str).str.split("@").str[0]
+
+
 def expand_evaluations(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows of parametrised metrics as rows of an evaluation of their own.
 

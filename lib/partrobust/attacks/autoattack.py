@@ -11,17 +11,20 @@ losses need >= 4 classes for the targeted attacks, and its own state-file resume
 * fixes the seed (upstream's default seeds with the clock);
 * takes the budget as parameters (``iterations`` of APGD and FAB, ``square_queries``; standard:
   100 and 5,000), so a CPU smoke test can run the standard attacks with a smaller, stated budget;
-* runs each attack on the points still robust, in chunks of ``batch_size``, and saves its own
-  state file after every chunk, so an interrupted evaluation resumes where it stopped;
+* runs each attack on the points still robust, in chunks of ``batch_size`` (``"auto"``: sized from
+  the free GPU memory), and saves its own state file after every chunk, so an interrupted
+  evaluation resumes where it stopped;
 * reports robust accuracy as the pointwise worst case over the attacks, re-scored in eval mode.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -36,6 +39,37 @@ STANDARD_ITERATIONS = 100  # APGD and FAB iterations of the standard version
 STANDARD_SQUARE_QUERIES = 5000
 FEW_CLASS_ATTACKS = ("apgd-ce", "fab", "square")
 KNOWN_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
+AUTO_BATCH_SIZE_OFF_CUDA = 128  # what batch_size="auto" means off CUDA (the former default)
+
+
+def batch_size_for_memory(free_bytes: int, per_sample_bytes: int, fraction: float = 0.7, minimum: int = 1,
+                          maximum: int = 4096) -> int:
+    """The largest batch whose `per_sample_bytes` per sample fit in `fraction` of `free_bytes`,
+    clamped to [`minimum`, `maximum`]."""
+    if free_bytes <= 0 or per_sample_bytes <= 0:
+        raise ValueError(f"free_bytes and per_sample_bytes must be > 0, got {free_bytes} and {per_sample_bytes}")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if not 1 <= minimum <= maximum:
+        raise ValueError(f"need 1 <= minimum <= maximum, got minimum={minimum}, maximum={maximum}")
+    return max(minimum, min(maximum, math.floor(free_bytes * fraction / per_sample_bytes)))
+
+
+def probe_per_sample_bytes(model: nn.Module, x_sample: torch.Tensor, probe: int = 8) -> int:
+    """Peak CUDA memory per sample of one forward and backward to the input (as in an APGD step),
+    measured on `probe` copies of the image `x_sample` (C, H, W). CUDA only; the caller sets eval mode.
+
+    The fixed part of the peak (e.g. convolution workspaces) is counted per sample too: an overestimate.
+    """
+    device = x_sample.device
+    x = x_sample.expand(probe, *x_sample.shape).clone().requires_grad_(True)
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.enable_grad():
+        torch.autograd.grad(model(x).float().sum(), x)
+    torch.cuda.synchronize(device)
+    return max(1, math.ceil((torch.cuda.max_memory_allocated(device) - base) / probe))
 
 
 def select_attacks(num_classes: int, attacks: list[str] | None = None) -> tuple[list[str], str]:
@@ -83,7 +117,11 @@ class AutoAttack:
     Args:
         eps: L-inf radius in [0, 1] pixel units.
         seed: seed for every sub-attack (deterministic results).
-        batch_size: points per chunk; the state file is written after each chunk.
+        batch_size: points per chunk; the state file is written after each chunk. ``"auto"``:
+            on CUDA, the largest batch whose probed memory (`probe_per_sample_bytes`) fits in 70 %
+            of the free GPU memory (`batch_size_for_memory`; the smallest over the processes),
+            resolved once per `run`, or the state file's batch when resuming; elsewhere 128. The
+            resolved size is in the note.
         attacks: explicit attack list (default: chosen from the number of classes).
         state_path: file for resuming; None disables resuming.
         progress: show a tqdm bar (one step per chunk).
@@ -93,7 +131,7 @@ class AutoAttack:
 
     eps: float = 8 / 255
     seed: int = 0
-    batch_size: int = 128
+    batch_size: int | Literal["auto"] = 128
     attacks: list[str] | None = None
     state_path: str | os.PathLike | None = None
     progress: bool = True
@@ -104,6 +142,8 @@ class AutoAttack:
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.square_queries < 1:
             raise ValueError(f"iterations and square_queries must be >= 1, got {self.iterations} and {self.square_queries}")
+        if self.batch_size != "auto" and (isinstance(self.batch_size, str) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be an int >= 1 or 'auto', got {self.batch_size!r}")
 
     @property
     def budget_note(self) -> str:
@@ -125,11 +165,13 @@ class AutoAttack:
 
         x, y = x.detach(), y.detach()
         check_images(x, "AutoAttack inputs")
+        saved = self._read_state()
         with eval_mode(model), torch.autocast(x.device.type, enabled=False):
+            batch_size, batch_note = self._resolve_batch_size(model, x, saved, dist)
             with torch.no_grad():
                 logits = model(x[:1]).float()
                 num_classes = logits.shape[1]
-                clean_correct = self._predict(model, x, check=True) == y
+                clean_correct = self._predict(model, x, batch_size, check=True) == y
             attacks, note = select_attacks(num_classes, self.attacks)
             logging.getLogger("auto-attack").setLevel(logging.WARNING)
             adversary = _PyAutoAttack(
@@ -140,9 +182,13 @@ class AutoAttack:
             set_budget(adversary, self.iterations, self.square_queries)
             if self.budget_note:
                 note = f"{note}; {self.budget_note}"
+            if batch_note:
+                note = f"{note}; {batch_note}"
 
-            state = self._load_state(model, x, y, attacks) or {
-                "fingerprint": self._fingerprint(model, x, y, attacks),
+            fingerprint = self._fingerprint(model, x, y, attacks, batch_size)
+            state = self._check_state(saved, fingerprint) or {
+                "fingerprint": fingerprint,
+                "batch_size": batch_size,
                 "robust": clean_correct.cpu().clone(),  # .cpu() of a CPU tensor is the same tensor
                 "x_adv": x.cpu().clone(),
                 "done": {},
@@ -151,7 +197,7 @@ class AutoAttack:
             }
             bar = tqdm(total=len(attacks), desc="AutoAttack", disable=not self.progress, unit="attack")
             for attack in attacks:
-                self._run_one(adversary, model, x, y, attack, state, bar, dist)
+                self._run_one(adversary, model, x, y, attack, state, bar, dist, batch_size)
                 bar.update(1)
             bar.close()
         return AutoAttackResult(
@@ -163,14 +209,28 @@ class AutoAttack:
             robust_after=dict(state["robust_after"]),
         )
 
-    def _run_one(self, adversary, model, x, y, attack: str, state: dict, bar, dist: Dist) -> None:
+    def _resolve_batch_size(self, model: nn.Module, x: torch.Tensor, saved: dict | None, dist: Dist) -> tuple[int, str]:
+        """(batch size, note: '' unless "auto") for this run; see the class docstring."""
+        if self.batch_size != "auto":
+            return self.batch_size, ""
+        if saved is not None and "batch_size" in saved:  # a resumed run keeps its chunks (the fingerprint holds the batch)
+            return saved["batch_size"], f"batch {saved['batch_size']} (auto, from the state file)"
+        if x.device.type != "cuda":
+            return AUTO_BATCH_SIZE_OFF_CUDA, f"batch {AUTO_BATCH_SIZE_OFF_CUDA} (auto: not on CUDA, the former default)"
+        free, _ = torch.cuda.mem_get_info(x.device)
+        free += torch.cuda.memory_reserved(x.device) - torch.cuda.memory_allocated(x.device)  # cached, reusable
+        per_sample = probe_per_sample_bytes(model, x[0])
+        batch_size = min(dist.gather(batch_size_for_memory(free, per_sample)))  # every process chunks alike
+        return batch_size, f"batch {batch_size} (auto, from free GPU memory)"
+
+    def _run_one(self, adversary, model, x, y, attack: str, state: dict, bar, dist: Dist, batch_size: int) -> None:
         if attack in state["robust_after"]:
             return
         if attack not in state["pending"]:
             state["pending"][attack] = torch.nonzero(state["robust"]).flatten()
             state["done"][attack] = 0
         indices = state["pending"][attack]
-        chunks = list(torch.split(indices, self.batch_size)) if len(indices) else []
+        chunks = list(torch.split(indices, batch_size)) if len(indices) else []
         adversary.attacks_to_run = [attack]
         for first in range(state["done"][attack], len(chunks), dist.world_size):  # a round: one chunk per process
             updates = {}
@@ -179,9 +239,9 @@ class AutoAttack:
                 idx = chunks[j]
                 bar.set_postfix_str(f"{attack} chunk {j + 1}/{len(chunks)}, robust {int(state['robust'].sum())}/{len(y)}")
                 idx_dev = idx.to(x.device)
-                x_adv, _ = adversary.run_standard_evaluation(x[idx_dev], y[idx_dev], batch_size=self.batch_size)
+                x_adv, _ = adversary.run_standard_evaluation(x[idx_dev], y[idx_dev], batch_size=batch_size)
                 with torch.no_grad():
-                    fooled = (self._predict(model, x_adv) != y[idx_dev]).cpu()
+                    fooled = (self._predict(model, x_adv, batch_size) != y[idx_dev]).cpu()
                 updates[j] = (idx[fooled], x_adv[fooled.to(x.device)].cpu())
             for fooled_idx, fooled_x in dist.merge(updates).values():
                 state["robust"][fooled_idx] = False
@@ -191,32 +251,38 @@ class AutoAttack:
         state["robust_after"][attack] = state["robust"].float().mean().item()
         self._save_state(state, dist)
 
-    def _predict(self, model: nn.Module, x: torch.Tensor, check: bool = False) -> torch.Tensor:
+    @staticmethod
+    def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, check: bool = False) -> torch.Tensor:
         preds = []
-        for chunk in torch.split(x, self.batch_size):
+        for chunk in torch.split(x, batch_size):
             logits = model(chunk)
             if check:
                 check_logits(logits)
             preds.append(logits.argmax(1))
         return torch.cat(preds)
 
-    def _fingerprint(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str]) -> str:
+    def _fingerprint(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[str], batch_size: int) -> str:
         """Identifies model weights, data and settings, so a state file is never reused wrongly."""
         h = hashlib.sha256()
         for tensor in model.state_dict().values():
             h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        h.update(repr((tuple(x.shape), float(self.eps), self.seed, self.batch_size, self.norm, attacks)).encode())
+        h.update(repr((tuple(x.shape), float(self.eps), self.seed, batch_size, self.norm, attacks)).encode())
         if self.budget_note:  # the standard budget keeps the fingerprints of state files written before it was a parameter
             h.update(repr((self.iterations, self.square_queries)).encode())
         h.update(y.cpu().numpy().tobytes())
         h.update(x[:: max(1, len(x) // 16)].cpu().float().numpy().tobytes())
         return h.hexdigest()
 
-    def _load_state(self, model, x, y, attacks) -> dict | None:
+    def _read_state(self) -> dict | None:
         if self.state_path is None or not Path(self.state_path).exists():
             return None
-        state = load_checkpoint(self.state_path)
-        if state.get("fingerprint") != self._fingerprint(model, x, y, attacks):
+        return load_checkpoint(self.state_path)
+
+    def _check_state(self, state: dict | None, fingerprint: str) -> dict | None:
+        """`state` (read by `_read_state`) if it belongs to this evaluation; refuses it otherwise."""
+        if state is None:
+            return None
+        if state.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"AutoAttack state file {self.state_path} belongs to another evaluation "
                 "(different model weights, data, eps, seed, batch size or attacks); delete it or pass another state_path"

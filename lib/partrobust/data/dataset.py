@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,10 @@ class PartDataset(Dataset):
     Metadata and split file are checked at construction (errors name the file). Decoded
     samples are kept in memory as uint8 tensors (mask uint8, or int16/int32 for many parts)
     when ``cache`` is true, so later epochs skip PNG decoding; ``preload()`` fills the cache
-    up front (do it before forking DataLoader workers so they share it). ``transform`` is a
-    joint transform from `transforms` (called with tv_tensors.Image / tv_tensors.Mask);
-    without one the full-size image is returned as float. ``limit`` keeps the first n rows.
+    up front (do it before forking DataLoader workers so they share it; `decoded_bytes`
+    estimates its size). ``transform`` is a joint transform from `transforms` (called with
+    tv_tensors.Image / tv_tensors.Mask); without one the full-size image is returned as float.
+    ``limit`` keeps the first n rows.
 
     Fewer-labels ablation (paper Fig. 10, reference ``--semi-label``): with ``label_fraction``
     f < 1, a permutation of the rows (after ``limit``) drawn from
@@ -75,7 +77,7 @@ class PartDataset(Dataset):
             [None] * len(self.labels) if cache else None
         )
         k = self.metadata.num_parts
-        self._mask_dtype = torch.uint8 if k <= 255 else (torch.int16 if k <= 32767 else torch.int32)
+        self._mask_dtype = np.uint8 if k <= 255 else (np.int16 if k <= 32767 else np.int32)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -110,7 +112,7 @@ class PartDataset(Dataset):
                 f"(metadata {self.root / 'metadata.json'})"
             )
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        mask_t = torch.from_numpy(mask.astype(np.int64)).to(self._mask_dtype)
+        mask_t = torch.from_numpy(mask.astype(self._mask_dtype))  # values 0..K checked above: they fit
         return image_t, mask_t
 
     def _raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,14 +124,36 @@ class PartDataset(Dataset):
             self._cache[index] = item
         return item
 
-    def preload(self, progress: bool = False) -> "PartDataset":
-        """Decode every sample into the cache now (no-op without cache); returns self."""
+    @property
+    def cache(self) -> bool:
+        """Whether decoded samples are kept in memory; setting it false drops them (DataLoader
+        workers that did not inherit a preloaded cache would each keep a copy of their own)."""
+        return self._cache is not None
+
+    @cache.setter
+    def cache(self, keep: bool) -> None:
+        if keep != self.cache:
+            self._cache = [None] * len(self) if keep else None
+
+    def decoded_bytes(self, sample: int = 8) -> int:
+        """Estimated size of the whole split decoded (uint8 image + mask): the mean of the first
+        `sample` samples times the row count (those samples are decoded, and cached if caching)."""
+        n = min(sample, len(self))
+        sampled = sum(t.numel() * t.element_size() for i in range(n) for t in self._raw(i))
+        return sampled * len(self) // n if n else 0
+
+    def preload(self, progress: bool = False, workers: int = 1) -> "PartDataset":
+        """Decode every sample not yet cached into the cache now, in `workers` threads (PNG decoding
+        releases the GIL), with a progress bar only if `progress`; no-op without cache; returns self."""
         if self._cache is None:
             return self
         from tqdm.auto import tqdm
 
-        for i in tqdm(range(len(self)), desc=f"decode {self.split}", disable=not progress):
-            self._raw(i)
+        missing = [i for i, item in enumerate(self._cache) if item is None]
+        with ThreadPoolExecutor(max(1, workers)) as pool:  # its threads end before any DataLoader forks
+            for _ in tqdm(pool.map(self._raw, missing), total=len(self), initial=len(self) - len(missing),
+                          desc=f"decode {self.split}", disable=not progress):
+                pass
         return self
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -36,6 +36,9 @@ class EvalConfig(Section):
     autoattack_attacks: list[str] | None = Field(None, description="None: the standard suite for the class count; or a list, e.g. [apgd-ce, apgd-t]")
     autoattack_iterations: int = Field(STANDARD_ITERATIONS, ge=1, description="APGD and FAB iterations (standard 100; fewer for CPU runs on the built-in data, noted in the results)")
     autoattack_square_queries: int = Field(STANDARD_SQUARE_QUERIES, ge=1, description="Square attack queries (standard 5000; fewer for CPU runs on the built-in data, noted in the results)")
+    autoattack_batch_size: int | Literal["auto"] | None = Field(
+        None, description="AutoAttack's chunk size (None: eval.batch_size; auto: the largest that fits in free GPU memory, "
+        "measured, written in the result's note; the chunking changes AutoAttack's random draws, so it is part of the run id)")
     limit: int | None = Field(None, ge=1, description="evaluate the first N test images (None: all)")
     batch_size: int = Field(128, ge=1, description="evaluation batch size")
     benchmarks: list[Literal["common_corruption", "spurious_correlation", "shape_vs_texture"]] = Field(
@@ -63,6 +66,13 @@ class EvalConfig(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"listed twice: {sorted({n for n in names if names.count(n) > 1})}")
         return names
+
+    @field_validator("autoattack_batch_size")
+    @classmethod
+    def _positive_batch(cls, size: int | str | None) -> int | str | None:
+        if isinstance(size, int) and size < 1:
+            raise ValueError(f"expected a batch size >= 1, auto or null, got {size}")
+        return size
 
     @field_validator("corruptions")
     @classmethod
@@ -132,7 +142,7 @@ class EvalConfig(Section):
         return AutoAttack(
             eps=self.eps if eps is None else eps,
             seed=seed,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size if self.autoattack_batch_size is None else self.autoattack_batch_size,
             attacks=self.autoattack_attacks,
             state_path=state_path,
             progress=progress,

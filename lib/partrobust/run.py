@@ -51,6 +51,7 @@ from .rundir import CONFIG_FILE, RUN_FILE, TRAIN_DIR, RunBusyError, check_folder
 from .runconfig import (RunConfig, base_config, check_weights_file, config_hash, identity, make_run_config, phase_id, phase_identity, run_id,
                         used_rows)
 from .training import ConfigMismatchError, FitResult, fit
+from .speed import resolve_speed, speed_settings
 from .utils import find_repo_root, float32_precision, resolve_device, seed_everything
 
 RUN_NOTEBOOK = "01_pgd_training"
@@ -116,6 +117,7 @@ class Run:
         self.device = resolve_device(config.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per process
+        self.speed = resolve_speed(config.speed, self.device)
         self.model: nn.Module | None = None
         self.fit_result: FitResult | None = None
         self._loaders: dict[str, Any] | None = None
@@ -163,7 +165,7 @@ class Run:
             "run id": self.id, "folder": str(self.dir), "config hash": config_hash(self.config)[:16],
             "dataset": f"{self.dataset_name} ({self.metadata.num_classes} classes, {self.metadata.num_parts} parts)",
             "model": self.config.model.name, "parameters": f"{count_parameters(build_model(self.model_config)):,}",
-            "training": self.config.train.training, "device": str(self.device), "state": read_status(self.dir)["state"],
+            "training": self.config.train.training, "device": str(self.device), "speed": self.speed.describe(), "state": read_status(self.dir)["state"],
         })
 
     @property
@@ -211,7 +213,8 @@ class Run:
     @property
     def loaders(self) -> dict[str, Any]:
         if self._loaders is None:
-            self._loaders = build_loaders(self.config.data.labelled_root, self.config.data, seed=self.config.seed, dist=self.dist)
+            self._loaders = build_loaders(self.config.data.labelled_root, self.config.data, seed=self.config.seed, dist=self.dist,
+                                         progress=self.config.progress)
         return self._loaders
 
     @property
@@ -253,7 +256,7 @@ class Run:
             shared[phase] = (folder, phase_identity(self.config, phase))
         self.fit_result = fit(model, self.loaders["train"], self.loaders["val"], train, self.dir / TRAIN_DIR, self.device,
                               fingerprint=identity(self.config), progress=self.config.progress, shared_phases=shared,
-                              dist=self.dist, seed=self.config.seed, part_loss=self.part_loss)
+                              dist=self.dist, seed=self.config.seed, part_loss=self.part_loss, speed=self.speed)
         self.model = model
         return self.fit_result
 
@@ -267,8 +270,9 @@ class Run:
         if self.model is None:
             raise RuntimeError("train() first: evaluate() needs the trained model")
         x, masks, y = self.test_set
-        rows, _ = evaluate(self.model, x, masks, y, self.config.eval, self.dir, seed=self.config.seed, progress=self.config.progress,
-                           dist=self.dist)
+        with speed_settings(self.speed):
+            rows, _ = evaluate(self.model, x, masks, y, self.config.eval, self.dir, seed=self.config.seed,
+                               progress=self.config.progress, dist=self.dist)
         if self.config.eval.benchmarks:
             rows += self.evaluate_benchmarks()
         tidy = result_rows(rows, self.config, experiment=self.experiment, dataset=self.dataset_name)

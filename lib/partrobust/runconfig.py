@@ -1,13 +1,14 @@
 """The configuration of one run, declared once, and the run's identity.
 
 A run trains and evaluates one model. Its `RunConfig` has the sections ``data``, ``model``,
-``train`` and ``eval`` plus ``seed``, ``device`` and ``progress``. Each key is declared once, in
+``train``, ``eval`` and ``speed`` plus ``seed``, ``device`` and ``progress``. Each key is declared once, in
 the class that uses it (`DataConfig` here, `ModelSpec`, `TrainConfig`, `EvalConfig`), with its
 default and its description; notebooks' parameters cells, params files (``config:`` blocks and
 sweeps) and ``--set train.beta=2.0`` overrides all map onto those dotted keys.
 
 Identity: `identity` is the flat ``key: value`` dict of everything that can change a result.
-It leaves out runtime keys (`RUNTIME_KEYS`: device, progress bars, worker processes) and keys
+It leaves out runtime keys (`RUNTIME_KEYS`: device, progress bars, worker processes, the ``speed``
+switches) and keys
 that do not apply to this run (`inapplicable_keys`: TRADES beta in a PGD run, the pool size of
 a Bounding-Box model, c_seg of the ResNet, ...), so two configs that train the same model get
 the same id. `config_hash` is the SHA-256 of the identity; `run_id` is a readable prefix plus
@@ -29,6 +30,7 @@ from .data.loaders import LoaderConfig
 from .fileio import atomic_write_text
 from .evaluation import EvalConfig
 from .models.config import MODEL_OPTIONS, ModelSpec, uses_segmenter
+from .speed import SpeedConfig
 from .training import TrainConfig
 
 LABEL_KINDS = ("parts", "object", "bbox", "centroid")
@@ -57,6 +59,7 @@ class RunConfig(Section):
     model: ModelSpec = ModelSpec()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    speed: SpeedConfig = SpeedConfig()
     seed: int = Field(0, ge=0, description="seed of weights, data order, attacks' random starts and AutoAttack")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (does not change the run id)")
     progress: bool = Field(True, description="progress bars and per-epoch lines")
@@ -123,12 +126,16 @@ def used_rows(config: RunConfig) -> dict[str, int | None]:
     return {"train": config.data.train_limit, "val": config.train.val_limit, "test": config.eval.limit}
 
 
-RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.scan", "train.log_every", "model.from_scratch"})
+RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.prefetch_factor", "data.preload", "data.scan",
+                          "train.log_every", "model.from_scratch", *(f"speed.{key}" for key in SpeedConfig.model_fields)})
 """Keys that never change a result: left out of the identity, free to change when resuming
-(``model.from_scratch`` only confirms that a missing weights file is intended)."""
+(``model.from_scratch`` only confirms that a missing weights file is intended; the ``speed``
+switches change kernels, not results, beyond float tolerance)."""
 
-_ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size")
-_AUTOATTACK_KEYS = ("eval.autoattack_attacks", "eval.autoattack_iterations", "eval.autoattack_square_queries")
+_ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size",
+                     "train.attack_precision")
+_AUTOATTACK_KEYS = ("eval.autoattack_attacks", "eval.autoattack_iterations", "eval.autoattack_square_queries",
+                    "eval.autoattack_batch_size")
 _PGD_KEYS = ("eval.pgd_steps", "eval.pgd_step_size", "eval.pgd_restarts")
 _BENCHMARK_KEYS = {
     "common_corruption": ("eval.corruptions", "eval.corruption_severities"),
@@ -183,7 +190,8 @@ def resolved(config: RunConfig) -> dict[str, Any]:
 
 
 LATER_KEYS: dict[str, Any] = {"train.sync_bn": False, "eval.pgd": True, "eval.benchmarks": [], "eval.evaluators": [],
-                               "eval.masking_checks": True, "eval.masking_check_limit": 512}
+                               "eval.masking_checks": True, "eval.masking_check_limit": 512,
+                               "train.attack_precision": "as_train", "eval.autoattack_batch_size": None}
 """Keys added after runs existed, left out of the identity at these values (their behaviour before
 they existed), so that the ids of earlier runs stay valid."""
 

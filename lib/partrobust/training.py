@@ -29,9 +29,11 @@ from .config import Fraction, Section, diff_flat
 from .distributed import SINGLE, Dist, item_seed
 from .losses import PartLoss, part_model_loss, trades_loss
 from .fileio import atomic_torch_save, atomic_write_text, file_lock, load_checkpoint, remove_stale_temporaries
+from .speed import PLAIN, Speed, apply_speed, compile_report, speed_settings, to_device
 from .utils import float32_precision, rng_state, set_rng_state
 
 ADV_METHODS = ("pgd", "trades")
+ATTACK_PRECISIONS = ("as_train", "fp32", "bf16")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
@@ -54,6 +56,10 @@ class TrainConfig(Section):
     val_step_size: Fraction = Field(0.002, description="validation PGD step")
     val_limit: int | None = Field(None, ge=1, description="validation images per check (None: all)")
     bf16: bool = Field(False, description="bf16 autocast for training on CUDA (evaluation stays fp32)")
+    attack_precision: Literal["as_train", "fp32", "bf16"] = Field(
+        "as_train", description="precision of the attacks inside training and validation: as_train (the training attack in the "
+        "training precision, validation in fp32), fp32 (both in full IEEE fp32, no autocast, no TF32) or bf16 (both under bf16 "
+        "autocast); the test attacks always run in fp32")
     tf32: bool = Field(False, description="TF32 matmuls and convolutions for training on CUDA (restored afterwards)")
     log_every: int = Field(20, ge=1, description="progress-bar update every N steps")
     sync_bn: bool = Field(False, description="SyncBatchNorm across the processes of a torchrun run (the reference used it; CUDA only; no effect in one process)")
@@ -112,6 +118,25 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def attack_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The numeric precision an attack inside training or validation runs in (``train.attack_precision``).
+
+    ``as_train``: whatever the caller runs in (the training step's autocast, if any); ``fp32``: autocast
+    off and full IEEE fp32 matmuls and convolutions (no TF32); ``bf16``: bf16 autocast on `device`
+    (on a CPU, torch's CPU bf16 autocast: slow, but it lets the switch be tested without a GPU).
+    """
+    if precision == "as_train":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp32":
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast(device.type, enabled=False))
+        stack.enter_context(float32_precision(tf32=False))
+        return stack
+    raise ValueError(f"attack precision must be one of {ATTACK_PRECISIONS}, got {precision!r}")
+
+
 def _is_part_model(model: nn.Module) -> bool:
     return bool(getattr(model, "is_part_model", False))
 
@@ -150,13 +175,18 @@ def training_loss(
     if part_loss is not None and not _is_part_model(model):
         raise ValueError("training_loss: part_loss is given but the model has no part logits")
     if method == "normal" or method == "pgd":
-        inputs = attack(model, x, y) if method == "pgd" else x
+        if method == "pgd":
+            with attack_precision(cfg.attack_precision, x.device):
+                inputs = attack(model, x, y)
+        else:
+            inputs = x
         logits, seg = forward(inputs)
         if seg is not None:
             return part_model_loss(logits, y, seg, masks, cfg.c_seg, part_loss), logits
         return part_model_loss(logits, y), logits
     if method == "trades":
-        x_adv = attack(model, x, y)
+        with attack_precision(cfg.attack_precision, x.device):
+            x_adv = attack(model, x, y)
         n = x.shape[0]
         logits, seg = forward(torch.cat([x, x_adv]))
         if seg is not None:
@@ -179,41 +209,62 @@ def train_one_epoch(
     forward: nn.Module | None = None,
     dist: Dist = SINGLE,
     part_loss: PartLoss | None = None,
+    speed: Speed = PLAIN,
 ) -> dict[str, float]:
-    """Runs one epoch; returns mean loss and accuracy (on the inputs the loss saw, over all processes)."""
+    """Runs one epoch; returns mean loss and accuracy (on the inputs the loss saw, over all processes).
+
+    The step never waits for the device: loss sum, correct count and a non-finite-loss flag are
+    accumulated on it and read every ``log_every`` steps and at the end, where a non-finite loss
+    raises `FloatingPointError` naming its first step (the epoch's checkpoint is then never written).
+    """
     attack = cfg.train_attack() if method in ADV_METHODS else None
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    seen = 0
     bar = tqdm(loader, desc=desc, disable=not progress or not dist.is_main, leave=False, mininterval=1.0)
+
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            raise FloatingPointError(f"{desc}: non-finite loss at step {bad}")
+
     for step, (x, masks, y) in enumerate(bar):
-        x, masks, y = x.to(device, non_blocking=True), masks.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, masks, y = to_device(x, device, speed), to_device(masks, device), to_device(y, device)
         with _autocast(device, cfg.bf16):
             loss, logits = training_loss(model, x, y, masks, method, cfg, attack, forward, part_loss)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
+        loss = loss.detach()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+        total_loss += loss.double() * len(y)
+        correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         if step % cfg.log_every == 0:
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
-    total_loss, correct, seen = dist.sum([total_loss, correct, seen])
+            check_finite()
+            bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}", acc=f"{100 * int(correct) / seen:.1f}%")
+    check_finite()
+    total_loss, correct, seen = dist.sum([float(total_loss), int(correct), seen])
     return {"train_loss": total_loss / max(seen, 1), "train_acc": 100.0 * correct / max(seen, 1)}
 
 
 def validate(
     model: nn.Module, loader: DataLoader, device: torch.device, attack: PGD | None = None, limit: int | None = None,
-    dist: Dist = SINGLE, seed: int = 0,
+    dist: Dist = SINGLE, seed: int = 0, precision: str = "as_train", speed: Speed = PLAIN,
 ) -> dict[str, float]:
     """Clean accuracy and, with `attack`, adversarial accuracy (%) on up to `limit` samples.
 
     With several processes, batch j runs in process ``j % world_size`` with its attack seeded by
     its index (the global random stream untouched), and the counts are summed over processes.
+    The attack runs in `precision` (`attack_precision`; ``as_train``: the caller's, fp32 in `fit`);
+    counts stay on the device until the end.
     """
     model.eval()
-    clean, adv, seen, total = 0, 0, 0, 0
+    clean = torch.zeros((), dtype=torch.int64, device=device)
+    adv = torch.zeros((), dtype=torch.int64, device=device)
+    seen, total = 0, 0
     for j, (x, _, y) in enumerate(loader):
         if limit is not None and total >= limit:
             break
@@ -222,18 +273,19 @@ def validate(
         total += len(y)
         if not dist.owns(j):
             continue
-        x, y = x.to(device), y.to(device)
+        x, y = to_device(x, device, speed), to_device(y, device)
         with torch.no_grad():
-            clean += (model(x).argmax(1) == y).sum().item()
+            clean += (model(x).argmax(1) == y).sum()
         if attack is not None:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=dist.enabled):
                 if dist.enabled:
                     torch.manual_seed(item_seed(seed, j))
-                x_adv = attack(model, x, y)
+                with attack_precision(precision, device):
+                    x_adv = attack(model, x, y)
             with torch.no_grad():
-                adv += (model(x_adv).argmax(1) == y).sum().item()
+                adv += (model(x_adv).argmax(1) == y).sum()
         seen += len(y)
-    clean, adv, seen = dist.sum([clean, adv, seen])
+    clean, adv, seen = dist.sum([int(clean), int(adv), seen])
     metrics = {"val_clean_acc": 100.0 * clean / max(seen, 1)}
     if attack is not None:
         metrics["val_adv_acc"] = 100.0 * adv / max(seen, 1)
@@ -281,6 +333,7 @@ def fit_phase(
     dist: Dist = SINGLE,
     seed: int = 0,
     part_loss: PartLoss | None = None,
+    speed: Speed = PLAIN,
 ) -> FitResult:
     """Trains one phase in `out_dir`, resuming from ``last.pt`` if it exists.
 
@@ -327,11 +380,13 @@ def fit_phase(
             train_loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
             torch.manual_seed(item_seed(item_seed(seed, epoch), dist.rank))
         record: dict[str, Any] = {"phase": phase, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc, progress, forward, dist, part_loss))
+        record.update(train_one_epoch(model, train_loader, optimizer, method, cfg, device, desc, progress, forward, dist, part_loss,
+                                      speed))
         scheduler.step()
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs:
             attack = cfg.val_attack() if adversarial else None
-            metrics = validate(model, val_loader, device, attack, cfg.val_limit, dist, item_seed(seed, epoch))
+            metrics = validate(model, val_loader, device, attack, cfg.val_limit, dist, item_seed(seed, epoch), cfg.attack_precision,
+                               speed)
             record.update(metrics)
             if _is_better(metrics, best, adversarial):
                 best = {**metrics, "epoch": epoch + 1}
@@ -388,6 +443,7 @@ def fit(
     dist: Dist = SINGLE,
     seed: int = 0,
     part_loss: PartLoss | None = None,
+    speed: Speed = PLAIN,
 ) -> FitResult:
     """Clean phase, then the adversarial phase from the best clean weights; returns the final pick.
 
@@ -403,6 +459,9 @@ def fit(
     Under torchrun (`dist`) the loss pass runs through DistributedDataParallel (with
     SyncBatchNorm if ``cfg.sync_bn``); rank 0 holds the shared phases' locks and the others wait
     for it before reading any checkpoint.
+
+    `speed` (`partrobust.speed`: channels_last, cudnn.benchmark, torch.compile) is applied to
+    `model` in place and stays on it for the evaluation that follows; the compile time is printed.
     """
     out_dir = Path(out_dir)
     shared_phases = shared_phases or {}
@@ -424,14 +483,15 @@ def fit(
             raise ValueError("train.sync_bn: SyncBatchNorm runs on CUDA only; set it to false for CPU processes")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
+    apply_speed(model, speed)
     forward: nn.Module = LossForward(model)
     if dist.enabled:
         forward = nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
-    phase_args = dict(forward=forward, dist=dist, seed=seed, part_loss=part_loss)
+    phase_args = dict(forward=forward, dist=dist, seed=seed, part_loss=part_loss, speed=speed)
     history: list[dict[str, Any]] = []
     wall = 0.0
     result = None
-    with float32_precision(tf32=cfg.tf32):
+    with float32_precision(tf32=cfg.tf32), speed_settings(speed):
         if cfg.epochs_clean > 0:
             folder, phase_fingerprint, lock = place("clean", out_dir / "clean")
             with lock:
@@ -449,6 +509,9 @@ def fit(
             history += result.history
             wall += result.wall_time_s
     assert result is not None
+    report = compile_report(model)
+    if report and progress and dist.is_main:
+        print(f"[partrobust] {report}", flush=True)
     load_weights(model, result.best_checkpoint, device)
     model.eval()
     return FitResult(best_checkpoint=result.best_checkpoint, history=history, wall_time_s=wall)

@@ -37,7 +37,7 @@ class LoaderConfig(Section):
     resize_size: int = Field(256, ge=1, description="test-time shorter-side resize before the centre crop")
     min_crop_scale: float = Field(0.08, gt=0, le=1, description="RandomResizedCrop's lower area scale")
     batch_size: int = Field(128, ge=1, description="training batch size")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (does not change results)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (the same batches, except that training's random augmentations draw from per-worker streams with > 0 workers)")
     prefetch_factor: int = Field(2, ge=1, description="batches each worker prepares ahead, with num_workers > 0 "
                                                        "(does not change results)")
     preload: bool | Literal["auto"] = Field(

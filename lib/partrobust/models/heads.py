@@ -31,10 +31,23 @@ def _check_seg_logits(seg_logits: torch.Tensor, num_seg_channels: int) -> None:
         )
 
 
+def pool_to(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Adaptive average pooling of (N, D, H, W) to `size`: a plain `avg_pool2d` when the size divides H and W.
+
+    Same function (the same windows and means, equal within float rounding) with a cheaper backward:
+    the adaptive pool's backward scatters with atomics at full resolution, the fixed-window pool's does not.
+    """
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    height, width = x.shape[-2:]
+    if height % out_h == 0 and width % out_w == 0:
+        return F.avg_pool2d(x, kernel_size=(height // out_h, width // out_w))
+    return F.adaptive_avg_pool2d(x, (out_h, out_w))
+
+
 # --------------------------------------------------------------------------- (a) Downsampled
 @HEADS.register("downsampled")
 class DownsampledHead(nn.Module):
-    """Softmax masks -> AdaptiveAvgPool2d(P) -> tiny conv/MLP classifier.
+    """Softmax masks -> adaptive average pool to P x P (`pool_to`) -> tiny conv/MLP classifier.
 
     D = K+1 channels (K with ``drop_background``; +3 with ``concat_input``, the normalised image
     resized to the mask size is appended after the softmax masks). Layers:
@@ -52,7 +65,7 @@ class DownsampledHead(nn.Module):
         d = config.num_seg_channels - int(config.drop_background) + 3 * int(config.concat_input)
         p = config.pool_size
         self.in_channels = d
-        self.pool = nn.AdaptiveAvgPool2d(p)
+        self.pool_size = p
         self.classifier = nn.Sequential(
             nn.Conv2d(d, 5 * d, kernel_size=p),
             nn.BatchNorm2d(5 * d),
@@ -81,7 +94,7 @@ class DownsampledHead(nn.Module):
             if image.shape[-2:] != masks.shape[-2:]:
                 image = F.interpolate(image, size=masks.shape[-2:], mode="bilinear", align_corners=False)
             masks = torch.cat([masks, image], dim=1)
-        return self.classifier(self.pool(masks))
+        return self.classifier(pool_to(masks, self.pool_size))
 
 
 # ------------------------------------------------------------------------- (b) Bounding-Box

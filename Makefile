@@ -1,4 +1,4 @@
-# partrobust: make smoke | make test | make study | make ablations | make robustness | make figures | make weights | make nbdime | make lab | make clean
+# partrobust: make smoke | make test | make study | make ablations | make robustness | make figures | make bench | make weights | make nbdime | make lab | make clean
 # Uses the active virtual environment (or conda env) if there is one, else creates .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ endif
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.partrobust-installed
 
-.PHONY: install smoke study ablations robustness figures test test-fast weights nbdime lab clean
+.PHONY: install smoke study ablations robustness figures bench test test-fast weights nbdime lab clean
 
 install: $(STAMP)
 
@@ -56,6 +56,12 @@ robustness: install
 # experiments on the paper's datasets; or name them: make figures INPUTS="runs/a runs/b".
 figures: install
 	"$(PY)" -m partrobust.figures $(INPUTS)
+
+# How fast this machine trains and attacks (img/s, memory, TFLOP/s, MFU, ratio to fp32, Table 1 GPU-hours):
+# Part-ImageNet shapes on a GPU (a few minutes; BENCH_ARGS=--compile adds torch.compile), tiny shapes on a CPU
+# (under a minute) -> runs/bench/bench-<cuda|cpu>.csv.
+bench: install
+	"$(PY)" -m partrobust.bench $(BENCH_ARGS)
 
 # Unit tests and papermill runs of the notebooks on tiny parameters.
 test: install

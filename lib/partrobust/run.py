@@ -50,8 +50,8 @@ from .results import RESULTS_FILE, SUMMARY_METRICS, add_results, gather_results,
 from .rundir import CONFIG_FILE, RUN_FILE, TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
 from .runconfig import (RunConfig, base_config, check_weights_file, config_hash, identity, make_run_config, phase_id, phase_identity, run_id,
                         used_rows)
-from .training import ConfigMismatchError, FitResult, fit
 from .speed import resolve_speed, speed_settings
+from .training import ConfigMismatchError, FitResult, fit
 from .utils import find_repo_root, float32_precision, resolve_device, seed_everything
 
 RUN_NOTEBOOK = "01_pgd_training"
@@ -165,7 +165,8 @@ class Run:
             "run id": self.id, "folder": str(self.dir), "config hash": config_hash(self.config)[:16],
             "dataset": f"{self.dataset_name} ({self.metadata.num_classes} classes, {self.metadata.num_parts} parts)",
             "model": self.config.model.name, "parameters": f"{count_parameters(build_model(self.model_config)):,}",
-            "training": self.config.train.training, "device": str(self.device), "speed": self.speed.describe(), "state": read_status(self.dir)["state"],
+            "training": self.config.train.training, "device": str(self.device), "speed": self.speed.describe(),
+            "state": read_status(self.dir)["state"],
         })
 
     @property

@@ -50,7 +50,7 @@ from .results import RESULTS_FILE, SUMMARY_METRICS, add_results, gather_results,
 from .rundir import CONFIG_FILE, RUN_FILE, TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
 from .runconfig import (RunConfig, base_config, check_weights_file, config_hash, identity, make_run_config, phase_id, phase_identity, run_id,
                         used_rows)
-from .speed import resolve_speed, speed_settings
+from .speed import compile_report, resolve_speed, speed_settings
 from .training import ConfigMismatchError, FitResult, fit
 from .utils import find_repo_root, float32_precision, resolve_device, seed_everything
 
@@ -274,6 +274,9 @@ class Run:
         with speed_settings(self.speed):
             rows, _ = evaluate(self.model, x, masks, y, self.config.eval, self.dir, seed=self.config.seed,
                                progress=self.config.progress, dist=self.dist)
+        report = compile_report(self.model)
+        if report and self.config.progress and self.dist.is_main:
+            _log(f"{report} (training and evaluation)")
         if self.config.eval.benchmarks:
             rows += self.evaluate_benchmarks()
         tidy = result_rows(rows, self.config, experiment=self.experiment, dataset=self.dataset_name)

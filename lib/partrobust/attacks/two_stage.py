@@ -23,7 +23,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,19 @@ def _randint(high: int, generator: torch.Generator | None) -> int:
 
 def _first_available(ranking: torch.Tensor, pools: dict[int, torch.Tensor]) -> int | None:
     return next((k for k in ranking.tolist() if k in pools), None)
+
+
+def _fill_most_confident(targets: torch.Tensor, guides: torch.Tensor, ranking: torch.Tensor,
+                         pools: dict[int, torch.Tensor], pick: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Sample i's target: its most confident incorrect class with a pool (`_first_available`), and
+    its guides per restart `pick(pool)`, drawn in sample order; `NO_TARGET` where no class has one."""
+    for i in range(len(targets)):
+        k = _first_available(ranking[i], pools)
+        if k is None:
+            targets[i] = guides[i] = NO_TARGET
+            continue
+        targets[i] = k
+        guides[i] = pick(pools[k])
 
 
 def choose_targets(
@@ -137,18 +150,12 @@ def choose_targets(
 
     ranking = confidence_ranking(clean_logits, y)
     if strategy == "mc_random":
-        for i in range(n):
-            k = _first_available(ranking[i], by_label)
-            if k is None:
-                targets[i] = guides[i] = NO_TARGET
-                continue
-            pool = by_label[k]
+        def random_guides(pool: torch.Tensor) -> torch.Tensor:
             if len(pool) >= restarts:
-                pick = torch.randperm(len(pool), generator=generator)[:restarts]
-            else:
-                pick = torch.randint(len(pool), (restarts,), generator=generator)
-            targets[i] = k
-            guides[i] = pool[pick]
+                return pool[torch.randperm(len(pool), generator=generator)[:restarts]]
+            return pool[torch.randint(len(pool), (restarts,), generator=generator)]
+
+        _fill_most_confident(targets, guides, ranking, by_label, random_guides)
         return targets, guides
 
     # mc_sorted
@@ -162,14 +169,8 @@ def choose_targets(
         idx = torch.nonzero((predicted == k) & (labels >= 0)).flatten()
         if len(idx):
             by_prediction[k] = idx[torch.sort(scores[idx, k], descending=True, stable=True).indices]
-    for i in range(n):
-        k = _first_available(ranking[i], by_prediction)
-        if k is None:
-            targets[i] = guides[i] = NO_TARGET
-            continue
-        pool = by_prediction[k]
-        targets[i] = k
-        guides[i] = pool.repeat(math.ceil(restarts / len(pool)))[:restarts]
+    _fill_most_confident(targets, guides, ranking, by_prediction,
+                         lambda pool: pool.repeat(math.ceil(restarts / len(pool)))[:restarts])
     return targets, guides
 
 

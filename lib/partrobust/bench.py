@@ -24,7 +24,7 @@ import argparse
 import datetime
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -35,11 +35,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .attacks import PGD
-from .attacks.autoattack import AutoAttack
+from .attacks.autoattack import STANDARD_ITERATIONS, STANDARD_SQUARE_QUERIES, AutoAttack
 from .attacks.base import eval_mode
+from .evaluation import EvalConfig
 from .models import ModelConfig, build_model
 from .registry import Registry
-from .speed import PLAIN, Speed, apply_speed, speed_settings
+from .speed import PLAIN, Speed, apply_speed, speed_settings, to_device
 from .training import TrainConfig, parameter_groups, train_one_epoch
 from .utils import float32_precision, resolve_device
 
@@ -186,9 +187,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_batch(shape: Shape, device: torch.device, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_batch(shape: Shape, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random images in [0, 1], part masks and labels (seeded): speed does not depend on the values."""
-    n, g = batch or shape.batch, torch.Generator().manual_seed(0)
+    n, g = shape.batch, torch.Generator().manual_seed(0)
     x = torch.rand(n, 3, shape.image_size, shape.image_size, generator=g)
     masks = torch.randint(0, shape.num_parts + 1, (n, shape.image_size, shape.image_size), generator=g)
     y = torch.randint(0, shape.num_classes, (n,), generator=g)
@@ -206,9 +207,8 @@ def time_case(case: str, model_name: str, variant: Variant, settings: Settings) 
     """Warm-up calls (compiling, cudnn.benchmark's search), then `settings.iters` timed calls."""
     device = settings.device
     model = apply_speed(make_model(model_name, settings.shape, device), variant.speed)
-    batch = make_batch(settings.shape, device)
-    if variant.speed.channels_last:
-        batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+    x, masks, y = make_batch(settings.shape, device)
+    batch = (to_device(x, device, variant.speed), masks, y)  # as train_one_epoch feeds it
     with speed_settings(variant.speed):
         step = CASES.build(case, model, batch, variant, settings)
         t0 = time.perf_counter()
@@ -277,27 +277,35 @@ TABLE1_DATASETS = {
 """The paper's totals (24,095; 29,728; 3,662 samples) split 80/10/10 as the authors' scripts do (approximate counts)."""
 
 
+_TRAIN, _EVAL = TrainConfig(), EvalConfig()  # the library's defaults are the paper's recipe (B.1) and evaluation
+
+
 @dataclass(frozen=True)
 class Protocol:
-    """The paper's schedule (B.1) and evaluation, and the assumptions the estimate makes."""
+    """The paper's schedule and evaluation (the run config's defaults), and the assumptions the estimate makes."""
 
-    epochs_clean: int = 50
-    epochs_adv: int = 50
-    val_every: int = 2
-    val_steps: int = 100
-    test_steps: int = 100
-    test_restarts: int = 5
+    epochs_clean: int = _TRAIN.epochs_clean
+    epochs_adv: int = _TRAIN.epochs_adv
+    val_every: int = _TRAIN.val_every
+    val_steps: int = _TRAIN.val_steps
+    test_steps: int = _EVAL.pgd_steps
+    test_restarts: int = _EVAL.pgd_restarts
     trades_factor: float = 1.1
     robust_fraction: float = 0.4
-    aa_iterations: int = 100
-    square_queries: int = 5000
-    notes: tuple[str, ...] = field(default=(
-        "18 runs: 3 datasets x {ResNet-50, Downsampled, Bounding-Box} x {PGD, TRADES}, 50 clean + 50 adversarial epochs",
-        "validation every 2 epochs (PGD-100 in the adversarial phase), test PGD-100 x 5 and standard AutoAttack",
-        "Bounding-Box timed as Downsampled (same segmenter); a TRADES step costs 1.1 PGD steps",
-        "test PGD without early stopping (an upper bound); AutoAttack: 40% of test images robust after APGD-CE, "
-        "a FAB iteration costs an APGD iteration, Square costs one forward per query",
-    ))
+    aa_iterations: int = STANDARD_ITERATIONS
+    square_queries: int = STANDARD_SQUARE_QUERIES
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return (
+            f"18 runs: 3 datasets x {{ResNet-50, Downsampled, Bounding-Box}} x {{PGD, TRADES}}, {self.epochs_clean} clean + "
+            f"{self.epochs_adv} adversarial epochs",
+            f"validation every {self.val_every} epochs (PGD-{self.val_steps} in the adversarial phase), test PGD-{self.test_steps} "
+            f"x {self.test_restarts} and standard AutoAttack",
+            f"Bounding-Box timed as Downsampled (same segmenter); a TRADES step costs {self.trades_factor:g} PGD steps",
+            f"test PGD without early stopping (an upper bound); AutoAttack: {self.robust_fraction:.0%} of test images robust "
+            "after APGD-CE, a FAB iteration costs an APGD iteration, Square costs one forward per query",
+        )
 
 
 def run_seconds(rates: dict[str, float], data: DatasetSize, method: str, p: Protocol = Protocol()) -> float:
@@ -307,9 +315,11 @@ def run_seconds(rates: dict[str, float], data: DatasetSize, method: str, p: Prot
     step = rates["train_pgd"] / (p.trades_factor if method == "trades" else 1.0)
     adversarial = p.epochs_adv * data.train / step + validations * data.val * (p.val_steps / rates["eval_pgd"] + 1 / rates["predict"])
     pgd_test = data.test * p.test_steps * p.test_restarts / rates["eval_pgd"]
-    targets = min(9, data.classes - 1) if data.classes >= 4 else 1  # C < 4: untargeted FAB only, no APGD-T
-    apgd_t = targets * p.aa_iterations if data.classes >= 4 else 0
-    aa_iterations = p.aa_iterations + p.robust_fraction * (apgd_t + targets * p.aa_iterations)
+    if data.classes >= 4:  # APGD-T and FAB-T on the robust images, each over min(9, C - 1) target classes
+        robust_iterations = 2 * min(9, data.classes - 1) * p.aa_iterations
+    else:  # C < 4: untargeted FAB only
+        robust_iterations = p.aa_iterations
+    aa_iterations = p.aa_iterations + p.robust_fraction * robust_iterations
     autoattack = data.test * (aa_iterations / rates["autoattack"] + p.robust_fraction * p.square_queries / rates["predict"])
     return clean + adversarial + pgd_test + autoattack
 
@@ -397,8 +407,8 @@ def rates_of(results: pd.DataFrame, variant: str, eval_variant: str) -> dict[str
     out: dict[str, dict[str, float]] = {}
     for model, group in rate.groupby("model"):
         by = group.set_index(["case", "variant"])["value"]
-        out[str(model)] = {case: float(by[(case, variant if case.startswith("train") else eval_variant)])
-                           for case in UNITS if (case, variant if case.startswith("train") else eval_variant) in by.index}
+        keys = {case: (case, eval_variant if case in EVAL_CASES else variant) for case in UNITS}
+        out[str(model)] = {case: float(by[key]) for case, key in keys.items() if key in by.index}
     return out
 
 

@@ -29,9 +29,6 @@ from torch import nn
 
 from .config import Section
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
 class SpeedConfig(Section):
     """Kernel-level switches that leave results unchanged within float tolerance (section ``speed``)."""
 

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 import torch
 import torch.nn as nn
@@ -33,7 +33,7 @@ from .speed import PLAIN, Speed, apply_speed, compile_report, speed_settings, to
 from .utils import float32_precision, rng_state, set_rng_state
 
 ADV_METHODS = ("pgd", "trades")
-ATTACK_PRECISIONS = ("as_train", "fp32", "bf16")
+AttackPrecision = Literal["as_train", "fp32", "bf16"]
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
@@ -56,7 +56,7 @@ class TrainConfig(Section):
     val_step_size: Fraction = Field(0.002, description="validation PGD step")
     val_limit: int | None = Field(None, ge=1, description="validation images per check (None: all)")
     bf16: bool = Field(False, description="bf16 autocast for training on CUDA (evaluation stays fp32)")
-    attack_precision: Literal["as_train", "fp32", "bf16"] = Field(
+    attack_precision: AttackPrecision = Field(
         "as_train", description="precision of the attacks inside training and validation: as_train (the training attack in the "
         "training precision, validation in fp32), fp32 (both in full IEEE fp32, no autocast, no TF32) or bf16 (both under bf16 "
         "autocast); the test attacks always run in fp32")
@@ -134,7 +134,7 @@ def attack_precision(precision: str, device: torch.device) -> contextlib.Abstrac
         stack.enter_context(torch.autocast(device.type, enabled=False))
         stack.enter_context(float32_precision(tf32=False))
         return stack
-    raise ValueError(f"attack precision must be one of {ATTACK_PRECISIONS}, got {precision!r}")
+    raise ValueError(f"attack precision must be one of {get_args(AttackPrecision)}, got {precision!r}")
 
 
 def _is_part_model(model: nn.Module) -> bool:

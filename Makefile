@@ -33,7 +33,7 @@ smoke: install
 study: install
 	"$(PY)" -m partrobust.pipeline params/builtin_study.yaml --jobs 2
 	"$(PY)" -m partrobust.figures runs/builtin_study --snapshot figures/builtin_study
-	"$(PY)" -m partrobust.readme figures/builtin_study/table.md builtin-study-table
+	"$(PY)" -m partrobust.report.readme figures/builtin_study/table.md builtin-study-table
 	"$(PY)" -m partrobust.figures
 
 # Notebook 03's default ablations on the built-in data (41 runs, one seed, about 56 minutes on 2 CPU cores):

@@ -7,14 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from partrobust.ablations import ABLATIONS, ablation_table, chosen_sections, masking_table, section_results, verdict
-from partrobust.config import ParameterError
-from partrobust.evaluation import EvalConfig, evaluate
-from partrobust.evaluators import EVALUATORS, evaluator_sequence
-from partrobust.masking import GradientMaskingWarning
-from partrobust.results import expand_evaluations, parametrised_metric, split_metric
-from partrobust.runconfig import identity, make_run_config, run_id
-from partrobust.sweep import Plan, expand
+from partrobust.report.ablations import ABLATIONS, ablation_table, chosen_sections, masking_table, section_results, verdict
+from partrobust.core.config import ParameterError
+from partrobust.eval.config import EvalConfig
+from partrobust.eval.evaluators import evaluate
+from partrobust.eval.evaluators import EVALUATORS, evaluator_sequence
+from partrobust.eval.masking import GradientMaskingWarning
+from partrobust.core.results import expand_evaluations
+from partrobust.core.metrics import parametrised_metric, split_metric
+from partrobust.runs.runconfig import identity, make_run_config, run_id
+from partrobust.runs.sweep import Plan, expand
 
 from conftest import tiny_run_values
 
@@ -141,9 +143,9 @@ def test_sweep_sections_select_blocks(tiny_dataset):
     assert plan.sections == ["part_labels", "c_seg"]
     assert len(expand(plan)) == 3  # the c_seg 0.5 Downsampled run is shared
     assert [c.model.name for c in expand(plan, sections=["part_labels"])] == ["resnet", "downsampled"]
-    assert chosen_sections(plan, None) == ["part_labels", "c_seg"]
+    assert chosen_sections(plan.sections, None) == ["part_labels", "c_seg"]
     with pytest.raises(ParameterError, match="rays"):
-        chosen_sections(plan, ["rays"])
+        chosen_sections(plan.sections, ["rays"])
     with pytest.raises(ParameterError, match="rays"):
         expand(plan, sections=["rays"])
 

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from partrobust import analysis  # noqa: E402
+from partrobust.report import sweep_analysis as analysis  # noqa: E402
 
 SYNTHETIC = "synthetic-parts"  # the name partrobust.data.synthetic writes into metadata
 

@@ -4,16 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from partrobust.attacks import PGD, AutoAttack, eval_mode
-from partrobust.attacks.autoattack import (
-    AUTO_BATCH_SIZE_OFF_CUDA,
-    batch_size_for_memory,
-    probe_per_sample_bytes,
-)
-from partrobust.attacks.pgd import (
-    CrossEntropyObjective,
-    WorstCase,
-    cross_entropy_objective,
-)
+from partrobust.attacks.autoattack import AUTO_BATCH_SIZE_OFF_CUDA, batch_size_for_memory, probe_per_sample_bytes
+from partrobust.attacks.pgd import CrossEntropyObjective, WorstCase, cross_entropy_objective
 from torch import nn
 
 EPS = 8 / 255

@@ -1,4 +1,4 @@
-"""The speed benchmark (partrobust.bench): runs in seconds on tiny CPU shapes; its formulas by hand."""
+"""The speed benchmark (partrobust.runs.bench): runs in seconds on tiny CPU shapes; its formulas by hand."""
 import math
 
 import pandas as pd
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from partrobust import bench
-from partrobust.bench import DatasetSize, FlopCount, Protocol, gpu_peak_tflops, run_seconds, table1_hours
+from partrobust.runs import bench
+from partrobust.runs.bench import DatasetSize, FlopCount, Protocol, gpu_peak_tflops, run_seconds, table1_hours
 
 
 def test_gpu_peaks_match_the_most_specific_name():

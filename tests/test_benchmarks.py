@@ -10,20 +10,19 @@ import torch
 import torch.nn as nn
 from scipy import stats
 
-from partrobust.benchmarks import (BenchmarkSettings, benchmark_rows, build_benchmark, check_benchmarks, prepare_benchmark,
-                                   score_benchmark)
-from partrobust.benchmarks.adain import DECODER_LAYOUT, ENCODER_LAYOUT, adaptive_instance_norm, load_pair, stylize
-from partrobust.benchmarks.base import preprocess
-from partrobust.benchmarks.corruptions import CORRUPTIONS, corrupt_image
-from partrobust.benchmarks.cue_conflict import other_class
-from partrobust.benchmarks.spurious import fill_object, mixed_rand
-from partrobust.config import ParameterError
+from partrobust.eval.benchmarks import BenchmarkSettings, benchmark_rows, build_benchmark, check_benchmarks, prepare_benchmark, score_benchmark
+from partrobust.eval.benchmarks.adain import DECODER_LAYOUT, ENCODER_LAYOUT, adaptive_instance_norm, load_pair, stylize
+from partrobust.eval.benchmarks.base import preprocess
+from partrobust.eval.benchmarks.corruptions import CORRUPTIONS, corrupt_image
+from partrobust.eval.benchmarks.cue_conflict import other_class
+from partrobust.eval.benchmarks.spurious import fill_object, mixed_rand
+from partrobust.core.config import ParameterError
 from partrobust.data import SyntheticConfig
 from partrobust.data.prepared import read_image, read_mask, read_split
 from partrobust.data.synthetic import render_sample, rerender_test_sample
-from partrobust.robustness import benchmark_table
-from partrobust.stats import t_test
-from partrobust.runconfig import identity, make_run_config
+from partrobust.report.robustness import benchmark_table
+from partrobust.report.stats import t_test
+from partrobust.runs.runconfig import identity, make_run_config
 
 from conftest import tiny_run_values
 
@@ -167,7 +166,7 @@ def test_shape_vs_texture_of_a_real_dataset_needs_adain_weights_before_any_train
     with pytest.raises(ValueError, match="style_encoder"):
         check_benchmarks(["shape_vs_texture"], real, _settings())
     config = make_run_config(tiny_run_values(real), {"eval.benchmarks": ["shape_vs_texture"], "data.scan": False})
-    from partrobust.run import Run
+    from partrobust.runs.run import Run
 
     with pytest.raises(ParameterError, match="style_encoder"):
         Run(config, "x", tmp_path / "runs")
@@ -280,8 +279,8 @@ def test_benchmark_keys_leave_earlier_run_ids_alone_and_are_checked(tiny_dataset
 
 
 def test_hparam_sets_pick_a_by_shape_vs_texture_and_b_by_spurious_plus_corruption():
-    from partrobust.results import RESULT_COLUMNS
-    from partrobust.robustness import hparam_sets
+    from partrobust.core.results import RESULT_COLUMNS
+    from partrobust.report.robustness import hparam_sets
 
     scores = {0.1: (70.0, 50.0, 80.0), 0.05: (60.0, 60.0, 85.0)}  # lr -> shape vs texture, spurious, corruptions
     rows = []

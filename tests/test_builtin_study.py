@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from partrobust.data import SyntheticConfig, generate_synthetic
-from partrobust.run import execute_run
-from partrobust.runconfig import base_config, make_run_config
-from partrobust.sweep import expand, load_plan
+from partrobust.runs.run import execute_run
+from partrobust.runs.runconfig import base_config, make_run_config
+from partrobust.runs.sweep import expand, load_plan
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "params" / "builtin_study.yaml"

@@ -6,21 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_run_values
-from partrobust.config import ParameterError
-from partrobust.losses import (
-    UNLABELLED,
-    CentroidLoss,
-    centroid_loss_per_sample,
-    centroid_targets,
-    centroid_term_per_sample,
-    part_class_term_per_sample,
-    part_model_loss,
-    trades_loss,
-)
+from partrobust.core.config import ParameterError
+from partrobust.models.losses import UNLABELLED, CentroidLoss, centroid_loss_per_sample, centroid_targets, centroid_term_per_sample, part_class_term_per_sample, part_model_loss, trades_loss
 from partrobust.models import ModelConfig, bbox_features, build_model
 from partrobust.models.heads import EPS
-from partrobust.runconfig import make_run_config, run_id
-from partrobust.training import TrainConfig, training_loss
+from partrobust.runs.runconfig import make_run_config, run_id
+from partrobust.train.loop import TrainConfig, training_loss
 
 
 def _bbox_features_before_refactor(seg_logits: torch.Tensor, score: str = "logits") -> torch.Tensor:
@@ -251,7 +242,7 @@ def nn_resnet() -> torch.nn.Module:
 
 
 def test_a_centroid_run_trains_with_the_centroid_loss(tiny_dataset, tmp_path, monkeypatch) -> None:
-    import partrobust.run as run_module
+    import partrobust.runs.run as run_module
 
     seen = {}
 

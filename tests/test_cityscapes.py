@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from partrobust.data import PartDataset, load_metadata, read_mask
-from partrobust.data import cityscapes as cs
-from partrobust.data.cityscapes import convert_cityscapes, decode_uids, encode_uids
+from partrobust.data.sources import cityscapes as cs
+from partrobust.data.sources.cityscapes import convert_cityscapes, decode_uids, encode_uids
 from partrobust.data.convert import RawDatasetError
 from partrobust.data.prepared import PreparedDatasetError, read_image
 
@@ -481,7 +481,7 @@ class _FixedShifts:
 
 
 def test_reference_crop_box_matches_the_reference_by_hand():
-    from partrobust.data.cityscapes import reference_crop_box
+    from partrobust.data.sources.cityscapes import reference_crop_box
 
     # photo 100 x 200: zero pre-pad P = int(0.1 * 200) = 20. Tight box rows 30..59, cols 50..89
     # -> padded (50, 70, 79, 109); w = 39, h = 29, s = 39; offsets x 0, y int(10 / 2) = 5;

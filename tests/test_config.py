@@ -1,27 +1,9 @@
 """Parameter validation and run identity: errors name the dotted key; the id follows the config."""
 import pytest
 
-from partrobust.config import (
-    ParameterError,
-    Section,
-    apply_overrides,
-    diff_flat,
-    format_fraction,
-    from_namespace,
-    parse_assignment,
-    parse_fraction,
-    validate,
-)
-from partrobust.runconfig import (
-    RESULT_INDEX,
-    RUNTIME_KEYS,
-    RunConfig,
-    describe_keys,
-    identity,
-    inapplicable_keys,
-    make_run_config,
-    run_id,
-)
+from partrobust.core.config import ParameterError, Section, apply_overrides, diff_flat, format_fraction, from_namespace, parse_assignment, parse_fraction, validate
+from partrobust.core.results import RESULT_INDEX
+from partrobust.runs.runconfig import RUNTIME_KEYS, RunConfig, describe_keys, identity, inapplicable_keys, make_run_config, run_id
 
 
 class Demo(Section):
@@ -137,7 +119,7 @@ def test_readme_documents_every_run_config_key():
     """Adding a parameter = its declaration + its row in the README (printed by python -m partrobust.runconfig)."""
     from pathlib import Path
 
-    from partrobust.runconfig import keys_markdown
+    from partrobust.runs.runconfig import keys_markdown
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert keys_markdown() in readme, "README's key table is stale: paste `python -m partrobust.runconfig` into it"

@@ -13,22 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from partrobust.data import (
-    SPLITS,
-    DatasetMetadata,
-    PartDataset,
-    PartInfo,
-    PreparedDatasetError,
-    SyntheticConfig,
-    eval_transform,
-    generate_synthetic,
-    load_metadata,
-    read_split,
-    train_transform,
-    validate_prepared,
-    write_metadata,
-    write_split,
-)
+from partrobust.data import SPLITS, DatasetMetadata, PartDataset, PartInfo, PreparedDatasetError, SyntheticConfig, eval_transform, generate_synthetic, load_metadata, read_split, train_transform, validate_prepared, write_metadata, write_split
 from partrobust.data.prepared import read_mask, write_image, write_mask
 
 SMALL = SyntheticConfig(num_classes=5, image_size=64, n_train=40, n_val=10, n_test=10, seed=0)
@@ -349,7 +334,7 @@ def test_dataset_errors(tmp_path: Path) -> None:
 def test_visualize(small_root: Path) -> None:
     from matplotlib.figure import Figure
 
-    from partrobust.visualize import mask_to_rgb, plot_image_mask_grid, plot_samples
+    from partrobust.report.masks import mask_to_rgb, plot_image_mask_grid, plot_samples
 
     mask = np.array([[0, 1], [2, 16]])
     rgb = mask_to_rgb(torch.as_tensor(mask), 16)

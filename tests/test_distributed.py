@@ -15,11 +15,12 @@ import torch.multiprocessing as mp
 import yaml
 
 from conftest import REPO, tiny_run_values
-from partrobust import distributed
-from partrobust.evaluation import EvalConfig, evaluate
-from partrobust.results import gather_results
-from partrobust.run import Run
-from partrobust.runconfig import make_run_config, run_id
+from partrobust.core import distributed
+from partrobust.eval.config import EvalConfig
+from partrobust.eval.evaluators import evaluate
+from partrobust.core.results import gather_results
+from partrobust.runs.run import Run
+from partrobust.runs.runconfig import make_run_config, run_id
 
 WORLD = 2
 EVAL = EvalConfig(eps="2/255", pgd_steps=3, pgd_step_size=1 / 255, pgd_restarts=2, autoattack=True, autoattack_attacks=["apgd-ce", "apgd-t"],

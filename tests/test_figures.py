@@ -15,9 +15,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from partrobust import analysis, claims, figures, paper  # noqa: E402
-from partrobust.results import RESULTS_FILE  # noqa: E402
-from partrobust.visualize import load_examples, save_examples  # noqa: E402
+from partrobust.report import sweep_analysis as analysis, claims, figures, paper  # noqa: E402
+from partrobust.runs import figures_command  # noqa: E402
+from partrobust.core.results import RESULTS_FILE  # noqa: E402
+from partrobust.report.masks import load_examples, save_examples  # noqa: E402
 from conftest import write_mini_paper_tables  # noqa: E402
 from test_analysis import acc, frame, run_rows  # noqa: E402
 
@@ -187,7 +188,7 @@ def test_claim_that_part_models_win_fails_when_the_resnet_wins(tables_dir):
 
 def test_non_adversarial_claim_agrees_with_notebook_04s_table(tables_dir):
     """The report's claim for Tables 2-4 and notebook 04's table are two paths to the same means and Welch p."""
-    from partrobust.robustness import benchmark_table
+    from partrobust.report.robustness import benchmark_table
 
     results = paper.with_source(pd.read_csv(REPO / "figures" / "builtin_robustness" / RESULTS_FILE))
     side = paper.all_side_by_side(results, tables_dir, numbers=(2, 3, 4))
@@ -252,7 +253,7 @@ def make_figures_twice(tmp_path: Path, *extra: str) -> dict[str, str]:
     outputs = []
     for attempt in ("a", "b"):
         out = tmp_path / attempt
-        assert figures.main([*snapshots, "--output", str(out), *extra]) == 0
+        assert figures_command.main([*snapshots, "--output", str(out), *extra]) == 0
         outputs.append(digests(out))
     assert outputs[0] == outputs[1], "the same results must give the same bytes"
     return outputs[0]
@@ -329,5 +330,5 @@ def test_missing_paper_tables_stop_make_figures_before_any_file_is_touched(tmp_p
     out = tmp_path / "figs"
     (out / "paper").mkdir(parents=True)
     (out / "paper" / "fig04_tradeoff.png").write_bytes(b"committed")
-    assert figures.main(["figures/builtin_study", "--output", str(out), "--paper-tables", str(tmp_path / "nowhere")]) == 2
+    assert figures_command.main(["figures/builtin_study", "--output", str(out), "--paper-tables", str(tmp_path / "nowhere")]) == 2
     assert (out / "paper" / "fig04_tradeoff.png").read_bytes() == b"committed"

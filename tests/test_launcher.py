@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_run_values
-from partrobust.config import ParameterError
-from partrobust.launcher import LauncherConfig, launcher_config
-from partrobust.pipeline import run
-from partrobust.results import gather_results
-from partrobust.runconfig import make_run_config, run_id
+from partrobust.core.config import ParameterError
+from partrobust.runs.launcher import LauncherConfig, launcher_config
+from partrobust.runs.pipeline import run
+from partrobust.core.results import gather_results
+from partrobust.runs.runconfig import make_run_config, run_id
 
 
 def write_plan(path: Path, dataset: Path, launcher: dict) -> Path:

@@ -15,14 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from partrobust.data import PartDataset
 from partrobust.data import loaders as loaders_module
-from partrobust.data.loaders import (
-    PRELOAD_MEMORY_FRACTION,
-    LoaderConfig,
-    PersistentTrainLoader,
-    available_memory,
-    build_loaders,
-    should_preload,
-)
+from partrobust.data.loaders import PRELOAD_MEMORY_FRACTION, LoaderConfig, PersistentTrainLoader, available_memory, build_loaders, should_preload
 
 SMALL = {"crop_size": 32, "resize_size": 32, "batch_size": 8, "min_crop_scale": 0.5}
 

@@ -5,13 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from partrobust.losses import (
-    UNLABELLED,
-    kl_clean_to_adv,
-    part_model_loss,
-    segmentation_loss_per_sample,
-    trades_loss,
-)
+from partrobust.models.losses import UNLABELLED, kl_clean_to_adv, part_model_loss, segmentation_loss_per_sample, trades_loss
 
 
 @pytest.fixture

@@ -8,17 +8,8 @@ import timm
 import torch
 import torchvision
 
-from partrobust.config import ParameterError
-from partrobust.models import (
-    HEADS,
-    MODELS,
-    ImageNormalizer,
-    ModelConfig,
-    bbox_features,
-    build_model,
-    count_parameters,
-    paper_parameter_counts,
-)
+from partrobust.core.config import ParameterError
+from partrobust.models import HEADS, MODELS, ImageNormalizer, ModelConfig, bbox_features, build_model, count_parameters, paper_parameter_counts
 from partrobust.models.counts import PAPER_DATASETS
 
 C, K, SIZE = 3, 5, 64

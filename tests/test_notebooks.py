@@ -7,11 +7,11 @@ import papermill as pm
 import pytest
 import yaml
 
-from partrobust.config import ParameterError
-from partrobust.notebooks import execute
-from partrobust.pipeline import notebook_plan, run
-from partrobust.results import gather_results
-from partrobust.sweep import expand, load_plan
+from partrobust.core.config import ParameterError
+from partrobust.runs.notebooks import execute
+from partrobust.runs.pipeline import notebook_plan, run
+from partrobust.core.results import gather_results
+from partrobust.runs.sweep import expand, load_plan
 
 from conftest import write_mini_paper_tables
 
@@ -33,8 +33,8 @@ def test_notebook_committed_without_outputs_with_one_parameters_cell(path):
 def test_every_notebook_has_a_parameters_class_its_defaults_satisfy(path, monkeypatch):
     """The parameters cell and its `Section` (NOTEBOOK_PARAMS) declare the same names, and the
     defaults validate, so a params file can be checked before the notebook runs."""
-    from partrobust.config import validate
-    from partrobust.notebooks import notebook_defaults, params_class
+    from partrobust.core.config import validate
+    from partrobust.runs.notebooks import notebook_defaults, params_class
 
     monkeypatch.chdir(REPO)
     cls = params_class(path.stem)
@@ -176,7 +176,7 @@ def test_execute_streams_what_the_notebook_prints(tmp_path, capsys):
 def test_parallel_runs_show_finished_lines_not_progress_bars():
     """With several jobs the runs' output is interleaved: each shows its finished lines (epoch
     records, messages), prefixed by the run id, and none of its progress-bar states."""
-    from partrobust.sweep import finished_lines
+    from partrobust.runs.sweep import finished_lines
 
     chunk = ("\rclean 1/7:  50%|█████     | 60/125 [00:10<00:10,  5.9it/s, acc=41.0%]\r" + " " * 60 + "\r"
              '{"phase": "clean", "epoch": 1, "val_clean_acc": 44.0}\n'

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from partrobust.data import PartDataset, load_metadata, read_mask, read_split
-from partrobust.data import part_imagenet
+from partrobust.data.sources import part_imagenet
 from partrobust.data.convert import RawDatasetError
-from partrobust.data.part_imagenet import CLASSES, convert_part_imagenet
+from partrobust.data.sources.part_imagenet import CLASSES, convert_part_imagenet
 
 H, W = 24, 32
 # JSON category ids and names exactly as the release (dataset-formats.md 1.3).
@@ -353,7 +353,7 @@ def test_rle_segmentations_match_polygons() -> None:
     """RLE segmentations (supported defensively) paint the same pixels as their polygon."""
     from pycocotools import mask as mask_utils
 
-    from partrobust.data.part_imagenet import rasterize_parts
+    from partrobust.data.sources.part_imagenet import rasterize_parts
 
     poly = [10, 2, 20, 2, 15, 22]
     expected = rasterize_parts(H, W, [(4, [poly])])

@@ -11,8 +11,8 @@ from PIL import Image
 
 from partrobust.data import PartDataset, PreparedDatasetError, load_metadata, read_mask, read_split, validate_prepared
 from partrobust.data.convert import RawDatasetError
-from partrobust.data import pascal_part
-from partrobust.data.pascal_part import convert_pascal_part
+from partrobust.data.sources import pascal_part
+from partrobust.data.sources.pascal_part import convert_pascal_part
 
 H, W = 24, 32
 _PART_DT = [("part_name", "O"), ("mask", "O")]

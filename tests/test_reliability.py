@@ -24,31 +24,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import partrobust.training as training
+import partrobust.train.loop as training
 import pytest
 import torch
 import torch.nn as nn
 import yaml
 from conftest import REPO, tiny_run_values
 from partrobust.attacks import PGD, AutoAttack, InvalidInputError
-from partrobust.config import ParameterError
+from partrobust.core.config import ParameterError
 from partrobust.data.prepared import PreparedDatasetError, load_metadata, read_split
-from partrobust.evaluation import EvalConfig, evaluate
-from partrobust.experiments.data_prep import DataPrepParams
-from partrobust.fileio import (
-    CorruptCheckpointError,
-    UnsafeCheckpointError,
-    atomic_torch_save,
-    load_checkpoint,
-    remove_stale_temporaries,
-    temporary_sibling,
-)
-from partrobust.notebooks import NotebookFailed, execute
-from partrobust.pipeline import run as run_pipeline
-from partrobust.results import RESULT_COLUMNS, add_results, read_results
-from partrobust.run import Run, execute_run
-from partrobust.runconfig import make_run_config
-from partrobust.rundir import claim
+from partrobust.eval.config import EvalConfig
+from partrobust.eval.evaluators import evaluate
+from partrobust.data.preparation import DataPrepParams
+from partrobust.core.fileio import CorruptCheckpointError, UnsafeCheckpointError, atomic_torch_save, load_checkpoint, remove_stale_temporaries, temporary_sibling
+from partrobust.runs.notebooks import NotebookFailed, execute
+from partrobust.runs.pipeline import run as run_pipeline
+from partrobust.core.results import RESULT_COLUMNS, add_results, read_results
+from partrobust.runs.run import Run, execute_run
+from partrobust.runs.runconfig import make_run_config
+from partrobust.runs.rundir import claim
 from PIL import Image
 
 
@@ -369,7 +363,7 @@ def _rows(run: str, n: int, start: int = 0) -> list[dict]:
 
 _APPENDER = """
 import sys
-from partrobust.results import RESULT_COLUMNS, add_results
+from partrobust.core.results import RESULT_COLUMNS, add_results
 path, run = sys.argv[1], sys.argv[2]
 for i in range(40):
     add_results(path, [{**{c: "" for c in RESULT_COLUMNS}, "run_id": run, "metric": f"m{i}", "value": float(i), "n": 1}])
@@ -395,7 +389,7 @@ def test_a_rerun_replaces_its_own_rows_and_keeps_the_others(tmp_path):
 
 _BIG_WRITER = """
 import sys
-from partrobust.results import RESULT_COLUMNS, add_results
+from partrobust.core.results import RESULT_COLUMNS, add_results
 rows = [{**{c: "" for c in RESULT_COLUMNS}, "run_id": "new", "metric": f"m{i}", "value": float(i), "n": 1} for i in range(400_000)]
 print("ready", flush=True)
 add_results(sys.argv[1], rows)
@@ -560,7 +554,7 @@ EVAL_INPUT_CASES = [
 
 @pytest.mark.parametrize("corrupt, model, message", EVAL_INPUT_CASES, ids=[f"eval{i}" for i in range(len(EVAL_INPUT_CASES))])
 def test_evaluation_refuses_nonsense_instead_of_reporting_a_number(corrupt, model, message, monkeypatch):
-    import partrobust.evaluation as evaluation
+    import partrobust.eval.outcomes as evaluation
 
     monkeypatch.setattr(evaluation, "pgd_examples", lambda *a, **k: pytest.fail("an attack ran on nonsense input"))
     cfg = EvalConfig(pgd_steps=1, pgd_restarts=1, autoattack=False)
@@ -594,7 +588,7 @@ def test_attacks_refuse_nonsense_inputs_too():
     x[0] = float("nan")
     with pytest.raises(InvalidInputError, match="AutoAttack inputs"):
         AutoAttack(progress=False, attacks=["apgd-ce"]).run(_Constant(), x, torch.tensor([0, 1, 2, 3]))
-    from partrobust.evaluation import pgd_examples
+    from partrobust.eval.outcomes import pgd_examples
 
     with pytest.raises(InvalidInputError, match="PGD inputs"):
         pgd_examples(_Constant(), PGD(steps=1), x * 0 + 2, torch.tensor([0, 1, 2, 3]), batch_size=4, progress=False)

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from partrobust.data.summary import images_per_class, part_pixels, parts_per_class
-from partrobust.evaluation import pixel_accuracy
-from partrobust.losses import UNLABELLED
-from partrobust.results import RESULT_COLUMNS, gather_results, read_results, result_rows, write_manifest, add_results
-from partrobust.runconfig import make_run_config, run_id
+from partrobust.eval.outcomes import pixel_accuracy
+from partrobust.models.losses import UNLABELLED
+from partrobust.core.results import RESULT_COLUMNS, gather_results, read_results, add_results
+from partrobust.runs.records import result_rows, write_manifest
+from partrobust.runs.runconfig import make_run_config, run_id
 
 
 def _config(**overrides):

@@ -7,20 +7,20 @@ import sys
 import time
 from pathlib import Path
 
-import partrobust.evaluation as evaluation
-import partrobust.run as run_module
-import partrobust.training as training
+import partrobust.eval.evaluators as evaluators
+import partrobust.runs.run as run_module
+import partrobust.train.loop as training
 import pytest
 import torch
 import yaml
 from conftest import REPO, tiny_run_values
 from partrobust.data.loaders import LoaderConfig, build_loaders
 from partrobust.models import ModelConfig, build_model
-from partrobust.results import gather_results
-from partrobust.run import Run, execute_run
-from partrobust.run import main as run_main
-from partrobust.runconfig import identity, make_run_config, run_id
-from partrobust.training import ConfigMismatchError, TrainConfig, fit
+from partrobust.core.results import gather_results
+from partrobust.runs.run import Run, execute_run
+from partrobust.runs.run import main as run_main
+from partrobust.runs.runconfig import identity, make_run_config, run_id
+from partrobust.train.loop import ConfigMismatchError, TrainConfig, fit
 
 
 def tiny_config(dataset: Path, **overrides):
@@ -79,7 +79,7 @@ def test_checkpoint_written_by_another_config_is_not_resumed(tiny_dataset, tmp_p
 @pytest.mark.slow
 def test_training_precision_is_scoped_and_evaluation_runs_in_fp32(tiny_dataset, tmp_path, monkeypatch):
     seen = {}
-    original_epoch, original_eval = training.train_one_epoch, evaluation._evaluate
+    original_epoch, original_eval = training.train_one_epoch, evaluators._evaluate
 
     def flags():
         return torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
@@ -99,7 +99,7 @@ def test_training_precision_is_scoped_and_evaluation_runs_in_fp32(tiny_dataset, 
         return original_predict(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_one_epoch", recording_epoch)
-    monkeypatch.setattr(evaluation, "_evaluate", recording_eval)
+    monkeypatch.setattr(evaluators, "_evaluate", recording_eval)
     monkeypatch.setattr(run_module, "predict", recording_predict)
     before = flags()
     execute_run(tiny_config(tiny_dataset, **{"train.tf32": True}), "exp", tmp_path)
@@ -162,7 +162,7 @@ def test_runs_finishing_together_lose_no_rows(tiny_dataset, tmp_path):
 
 
 def test_run_checks_its_inputs_before_any_compute(tiny_dataset, tmp_path):
-    from partrobust.config import ParameterError
+    from partrobust.core.config import ParameterError
     from partrobust.data.prepared import PreparedDatasetError
 
     with pytest.raises(PreparedDatasetError, match="does not exist"):
@@ -175,7 +175,7 @@ def test_run_checks_its_inputs_before_any_compute(tiny_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_failing_in_its_notebook_reports_the_cell(tiny_dataset, tmp_path):
-    from partrobust.run import RunFailed, execute_run_notebook
+    from partrobust.runs.run import RunFailed, execute_run_notebook
 
     bad_weights = tmp_path / "corrupt.pt"
     bad_weights.write_bytes(b"not a checkpoint")
@@ -213,7 +213,7 @@ def test_runs_share_the_training_phases_they_have_in_common(tiny_dataset, tmp_pa
 
 
 def test_listing_reads_progress_without_loading_checkpoints(tmp_path):
-    from partrobust.rundir import describe_progress, write_status
+    from partrobust.runs.rundir import describe_progress, write_status
 
     run_dir = tmp_path / "run"
     assert describe_progress(run_dir) == "new"

@@ -12,17 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from partrobust.data import (
-    DataScanError,
-    PreparedDatasetError,
-    SyntheticConfig,
-    generate_synthetic,
-    load_metadata,
-    read_split,
-    scan_prepared,
-    write_metadata,
-    write_split,
-)
+from partrobust.data import DataScanError, PreparedDatasetError, SyntheticConfig, generate_synthetic, load_metadata, read_split, scan_prepared, write_metadata, write_split
 from partrobust.data import scan as scan_module
 from partrobust.data.prepared import read_image, read_mask, write_mask
 

@@ -5,13 +5,7 @@ import pytest
 import torch
 from partrobust.attacks.pgd import PGD
 from partrobust.attacks.seg_pgd import SegPGD, seg_sum_objective
-from partrobust.attacks.two_stage import (
-    NO_TARGET,
-    TwoStage,
-    choose_targets,
-    confidence_ranking,
-    score_guide_masks,
-)
+from partrobust.attacks.two_stage import NO_TARGET, TwoStage, choose_targets, confidence_ranking, score_guide_masks
 from partrobust.models import ModelConfig, build_model
 from torch import nn
 

@@ -1,4 +1,4 @@
-"""Speed switches (partrobust.speed, train.attack_precision): same results as the plain fp32 eager path."""
+"""Speed switches (partrobust.train.speed, train.attack_precision): same results as the plain fp32 eager path."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,10 +9,10 @@ from partrobust.attacks import PGD
 from partrobust.data.loaders import LoaderConfig, build_loaders
 from partrobust.models import ModelConfig, build_model
 from partrobust.models.heads import pool_to
-from partrobust.runconfig import make_run_config, phase_id, run_id
-from partrobust.speed import PLAIN, Speed, SpeedConfig, apply_speed, compile_report, resolve_speed, speed_settings
-from partrobust.training import TrainConfig, attack_precision, fit, training_loss
-from partrobust.utils import seed_everything
+from partrobust.runs.runconfig import make_run_config, phase_id, run_id
+from partrobust.train.speed import PLAIN, Speed, SpeedConfig, apply_speed, compile_report, resolve_speed, speed_settings
+from partrobust.train.loop import TrainConfig, attack_precision, fit, training_loss
+from partrobust.core.seeding import seed_everything
 
 COMPILED = Speed(compile=True, compile_backend="aot_eager")  # inductor needs minutes of C++ compiling on a CPU
 SWITCHES = [Speed(channels_last=True), Speed(cudnn_benchmark=True), COMPILED, Speed(channels_last=True, cudnn_benchmark=True, compile=True,

@@ -3,11 +3,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-import partrobust.training as training
+import partrobust.train.loop as training
 from partrobust.data.loaders import LoaderConfig, build_loaders
 from partrobust.models import ModelConfig, build_model
-from partrobust.training import TrainConfig, _is_better, fit, parameter_groups
-from partrobust.utils import seed_everything
+from partrobust.train.loop import TrainConfig, _is_better, fit, parameter_groups
+from partrobust.core.seeding import seed_everything
 
 
 def test_weight_decay_only_on_weights():

@@ -8,25 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from partrobust.data import (
-    SPLITS,
-    DatasetMetadata,
-    PartDataset,
-    PartInfo,
-    PreparedDatasetError,
-    load_metadata,
-    read_mask,
-    read_split,
-    train_transform,
-    write_image,
-    write_mask,
-    write_metadata,
-    write_split,
-)
+from partrobust.data import SPLITS, DatasetMetadata, PartDataset, PartInfo, PreparedDatasetError, load_metadata, read_mask, read_split, train_transform, write_image, write_mask, write_metadata, write_split
 from partrobust.data.dataset import labelled_rows
 from partrobust.data.loaders import LoaderConfig, build_loaders
 from partrobust.data.variants import MARKER_FILE, bbox_mask, make_label_variant, part_boxes
-from partrobust.losses import UNLABELLED
+from partrobust.models.losses import UNLABELLED
 
 
 def _files(root: Path) -> dict[str, tuple[int, bytes]]:

@@ -9,11 +9,11 @@ import torch
 import yaml
 from conftest import REPO
 
-import partrobust.weights as weights
-from partrobust.config import ParameterError
-from partrobust.pipeline import run as run_pipeline
-from partrobust.runconfig import identity, make_run_config
-from partrobust.weights import WEIGHTS, WeightsError, WeightsFile, fetch, params_lines, status
+import partrobust.models.weights as weights
+from partrobust.core.config import ParameterError
+from partrobust.runs.pipeline import run as run_pipeline
+from partrobust.runs.runconfig import identity, make_run_config
+from partrobust.models.weights import WEIGHTS, WeightsError, WeightsFile, fetch, params_lines, status
 
 
 def _published(tmp_path, name: str = "tiny-{}.pth", corrupt_prefix: bool = False) -> WeightsFile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..registry import Registry
+from ..core.registry import Registry
 from .autoattack import AutoAttack, AutoAttackResult, select_attacks
 from .base import InvalidInputError, check_images, check_logits, eval_mode
 from .pgd import PGD

@@ -30,8 +30,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..distributed import SINGLE, Dist
-from ..fileio import atomic_torch_save, load_checkpoint
+from ..core.distributed import SINGLE, Dist
+from ..core.fileio import atomic_torch_save, load_checkpoint
 from .base import check_images, check_logits, eval_mode
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")

@@ -1,7 +1,7 @@
 """PGD on a part model whose objective adds the segmentation loss (paper App. E.4, Table 12).
 
 Per sample, L = (1 - c_seg) CE(class logits, y) + c_seg seg_loss(part logits, true masks), with
-``seg_loss`` the pixel-mean cross-entropy of `partrobust.losses.segmentation_loss_per_sample`
+``seg_loss`` the pixel-mean cross-entropy of `partrobust.models.losses.segmentation_loss_per_sample`
 (UNLABELLED pixels ignored). Reference: ``seg-sum`` evaluation attack (``SegPGDAttackModule``
 with ``SemiSumLoss(seg_const=--seg-const-atk)``), reference-spec 3.4.
 """
@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import UNLABELLED, segmentation_loss_per_sample
+from ..data.prepared import UNLABELLED
+from ..models.losses import segmentation_loss_per_sample
 from .base import eval_mode
 from .pgd import PGD, Objective, cross_entropy_objective
 

@@ -29,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import UNLABELLED
+from ..data.prepared import UNLABELLED
 from .base import eval_mode
 from .pgd import PGD, Objective, WorstCase, cross_entropy_objective
 from .seg_pgd import check_masks, check_part_model, seg_sum_objective
+from ..models.heads import TwoHeadedHead
 
 STRATEGIES = ("untargeted", "random", "mc_random", "mc_sorted")
 """Paper names: Untargeted, Random, Most-confident (random), Most-confident (sorted)."""
@@ -176,7 +177,6 @@ def choose_targets(
 
 def _check_head_scorable(model: nn.Module) -> None:
     # imported here: keeps `import partrobust.attacks` free of the model stack
-    from ..models.heads import TwoHeadedHead
 
     head = getattr(model, "head", None)
     if head is None:

@@ -21,8 +21,8 @@ from pydantic import Field, model_validator
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler, get_worker_info
 from torch.utils.data._utils.worker import _generate_state
 
-from ..config import Section
-from ..distributed import SINGLE, Dist
+from ..core.config import Section
+from ..core.distributed import SINGLE, Dist
 from .dataset import PartDataset
 from .transforms import eval_transform, train_transform
 

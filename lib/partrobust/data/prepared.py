@@ -46,7 +46,7 @@ columns ``image,mask,label``. ``image`` and ``mask`` are paths relative to ``<ro
 the image. Extra columns are allowed and ignored by the loaders (the synthetic generator
 adds ``texture``, the index of the texture class used to fill the object).
 
-All files are written atomically (`partrobust.fileio`: a temporary file in the same folder,
+All files are written atomically (`partrobust.core.fileio`: a temporary file in the same folder,
 then ``os.replace``), and generators write ``metadata.json`` last, so a folder without
 ``metadata.json`` is an incomplete dataset.
 
@@ -67,10 +67,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..fileio import atomic_write_bytes, atomic_write_text  # noqa: F401 (the format's writers use them)
+from ..core.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401 (the format's writers use them)
 
 FORMAT_VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+UNLABELLED = -1
+"""The mask value of a sample without part labels (the fewer-labels ablation): `PartDataset` fills such
+masks with it, and the losses and pixel accuracies skip its pixels."""
 SPLIT_COLUMNS: tuple[str, ...] = ("image", "mask", "label")
 METADATA_FILE = "metadata.json"
 _METADATA_KEYS = ("format_version", "name", "classes", "parts", "info")

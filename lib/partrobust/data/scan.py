@@ -29,14 +29,8 @@ import numpy as np
 from PIL import Image, ImageFile
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_write_text, file_lock
-from .prepared import (
-    SPLITS,
-    DatasetMetadata,
-    PreparedDatasetError,
-    read_split,
-    validate_prepared,
-)
+from ..core.fileio import atomic_write_text, file_lock
+from .prepared import SPLITS, DatasetMetadata, PreparedDatasetError, read_split, validate_prepared
 
 CACHE_FILE = ".scan-cache.json"
 CACHE_LOCK = ".scan-cache.lock"

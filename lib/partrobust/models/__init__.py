@@ -11,14 +11,14 @@ from typing import Any
 
 from torch import nn
 
-from partrobust.config import validate
-from partrobust.models.baseline import Classifier, load_backbone_weights
-from partrobust.models.config import MODEL_OPTIONS, MODELS, ModelConfig, ModelSpec
-from partrobust.models.counts import count_parameters, paper_parameter_counts
-from partrobust.models.heads import HEADS, bbox_features
-from partrobust.models.normalize import ImageNormalizer
-from partrobust.models.part_model import PartModel  # importing registers the part models
-from partrobust.models.segmenter import DeepLabV3PlusSegmenter
+from ..core.config import validate
+from .baseline import Classifier, load_backbone_weights
+from .config import MODEL_OPTIONS, MODELS, ModelConfig, ModelSpec
+from .counts import count_parameters, paper_parameter_counts
+from .heads import HEADS, bbox_features
+from .normalize import ImageNormalizer
+from .part_model import PartModel  # importing registers the part models
+from .segmenter import DeepLabV3PlusSegmenter
 
 __all__ = [
     "HEADS",

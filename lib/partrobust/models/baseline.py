@@ -12,9 +12,9 @@ import timm
 import torch
 from torch import nn
 
-from partrobust.fileio import load_checkpoint
-from partrobust.models.config import MODEL_OPTIONS, MODELS, ModelConfig
-from partrobust.models.normalize import ImageNormalizer
+from ..core.fileio import load_checkpoint
+from .config import MODEL_OPTIONS, MODELS, ModelConfig
+from .normalize import ImageNormalizer
 
 _BN_COUNTER = "num_batches_tracked"
 

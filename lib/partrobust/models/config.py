@@ -6,7 +6,7 @@ Every model is built from a `ModelConfig` by the constructor registered under `c
 "pixel" needs ``part_to_class``) are checked by the model constructors.
 
 `MODEL_OPTIONS` says which spec keys each registered model reads; the others do not change the
-model, so a run's identity ignores them (see `partrobust.runconfig`).
+model, so a run's identity ignores them (see `partrobust.runs.runconfig`).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from partrobust.config import Section
-from partrobust.registry import Registry
+from ..core.config import Section
+from ..core.registry import Registry
 
 MODELS: Registry[nn.Module] = Registry("model")
 """Model constructors keyed by `ModelConfig.name`; each takes a `ModelConfig`."""

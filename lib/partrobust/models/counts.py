@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from torch import nn
 
-from partrobust.models.config import MODELS, ModelConfig
+from .config import MODELS, ModelConfig
 
 # dataset -> (C classes, K parts)
 PAPER_DATASETS: dict[str, tuple[int, int]] = {

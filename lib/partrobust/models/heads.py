@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from partrobust.models.config import ModelConfig
-from partrobust.models.segmenter import DECODER_CHANNELS
-from partrobust.registry import Registry
+from .config import ModelConfig
+from .segmenter import DECODER_CHANNELS
+from ..core.registry import Registry
 
 HEADS: Registry[nn.Module] = Registry("part head")
 
@@ -104,7 +104,7 @@ def part_geometry(
     """Normalised centroid and spread of each part's mass (paper App. C.1 Eq. 2-4).
 
     The one place this formula lives: `bbox_features` applies it to the predicted softmax masks,
-    `partrobust.losses.centroid_targets` to the one-hot ground-truth masks (decision 6). With
+    `partrobust.models.losses.centroid_targets` to the one-hot ground-truth masks (decision 6). With
     S_k = sum_hw M_k + EPS, colsum_k(w) = sum_h M_k + EPS, rowsum_k(h) = sum_w M_k + EPS and
     0-based pixel indices w, h:
 

@@ -10,11 +10,11 @@ from functools import partial
 import torch
 from torch import nn
 
-from partrobust.models.baseline import load_backbone_weights
-from partrobust.models.config import MODEL_OPTIONS, MODELS, ModelConfig
-from partrobust.models.heads import HEADS
-from partrobust.models.normalize import ImageNormalizer
-from partrobust.models.segmenter import DeepLabV3PlusSegmenter, build_segmenter
+from .baseline import load_backbone_weights
+from .config import MODEL_OPTIONS, MODELS, ModelConfig
+from .heads import HEADS
+from .normalize import ImageNormalizer
+from .segmenter import DeepLabV3PlusSegmenter, build_segmenter
 
 
 class PartModel(nn.Module):

@@ -16,7 +16,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from partrobust.models.config import ModelConfig
+from .config import ModelConfig
 
 DECODER_CHANNELS = 256
 ATROUS_RATES = (12, 24, 36)

@@ -1,0 +1,38 @@
+"""The repository root, and the folders no output may be written to."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import ParameterError
+
+
+def find_repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository root (the folder holding ``pyproject.toml`` and ``notebooks/``) above `start`.
+
+    Notebooks chdir there so that the relative paths in ``params/*.yaml`` mean the same thing
+    under papermill and in JupyterLab (which starts kernels in the notebook's folder).
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    raise FileNotFoundError(f"no partrobust checkout (pyproject.toml + notebooks/) found above {here}")
+
+
+SOURCE_FOLDERS = ("notebooks", "lib", "params", "tests")
+"""Folders of a checkout that hold sources: no output may be written inside them."""
+
+
+def refuse_source_location(path: str | os.PathLike, key: str) -> None:
+    """Raises `ParameterError` when output `path` is a checkout's root or lies in one of its
+    `SOURCE_FOLDERS`, so an executed notebook or a run folder never overwrites a source file."""
+    target = Path(path).resolve()
+    for folder in (target, *target.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            inside = target.relative_to(folder).parts
+            if not inside or inside[0] in SOURCE_FOLDERS:
+                where = "the repository root" if not inside else f"the source folder {inside[0]}/"
+                raise ParameterError(f"{key}: {path} is {'' if not inside else 'inside '}{where}; outputs never go "
+                                     "there (they could overwrite sources): use a folder under runs/")
+            return

@@ -1,0 +1,341 @@
+"""The paper's 19 tables side by side with ours: which of our runs fill each printed cell.
+
+Every table is described by a `TableSpec` (`TABLES`): the columns a printed number is indexed by
+(dataset, training, model, metric, eps and the table's own hyperparameters), the setup its runs
+must have, whether its rows name a hyperparameter setting or the one chosen by the paper's
+selection rule, and the command that produces its runs. `side_by_side` joins a table's printed
+numbers (read from ``../shared/spec/paper-tables``) with our results averaged over seeds
+(`settings`): one row per printed number with ours, the paper's, the difference, the test images,
+the number of seeds and the run ids behind our cell. A printed number without a matching run is a
+``missing`` row that names the command to run, never an error and never a made-up number.
+
+Results on the built-in data never match a paper cell (the dataset is part of every key); they
+are shown in the same layout by `builtin_table`, labelled as built-in data.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .sweep_analysis import SWEEP_SETUP, _in_sweep_setup, _key, load_paper_table, parse_eps, select_best
+from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
+from ..core.results import setting_columns
+from .stats import mean_ci
+
+REFERENCE_EPS = "8/255"
+"""The paper's evaluation budget; the selection rule compares adversarial accuracy at this eps."""
+
+EVAL_COLUMNS = ("eps", "evaluators", "c_seg_attack")
+"""Setting columns that belong to the evaluation, not to the trained model (one model, several eps)."""
+
+NOTEBOOK_03 = "notebook 03_ablations (python -m partrobust.pipeline params/part_imagenet_ablations.yaml)"
+NOTEBOOK_04 = "notebook 04_nonadversarial_robustness (python -m partrobust.pipeline params/part_imagenet_robustness.yaml)"
+
+
+def _pipeline(params: str) -> str:
+    return f"python -m partrobust.pipeline {params}"
+
+
+MAIN_RUNS = (f"{_pipeline('params/part_imagenet.yaml')}; {_pipeline('params/cityscapes.yaml')}; "
+             f"{_pipeline('params/pascal_part.yaml')}")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How the printed numbers of one paper table are matched with our runs.
+
+    keys: our column names a printed number and our setting must agree on (besides ``dataset``,
+        ``training``, ``model`` and ``metric``; ``eps`` is added for adversarial metrics).
+    varies: setup columns the table changes on purpose (dropped from `SWEEP_SETUP` for its runs).
+    select: rows stand for the model chosen by the paper's rule among the settings of its
+        (dataset, model, training, `group_by`), not for a hyperparameter setting. Rows whose
+        ``selection`` column says ``best`` are selected rows whatever this flag says.
+    group_by: columns that split the pool the rule selects from (e.g. part labels yes / no).
+    produced_by: the command (or notebook) that produces the runs.
+    """
+
+    number: int
+    title: str
+    keys: tuple[str, ...] = ()
+    varies: tuple[str, ...] = ()
+    select: bool = False
+    group_by: tuple[str, ...] = ()
+    produced_by: str = MAIN_RUNS
+
+
+_BENCHMARK = dict(select=True, produced_by=NOTEBOOK_04)
+TABLES: dict[int, TableSpec] = {spec.number: spec for spec in [
+    TableSpec(1, "Clean and AutoAttack accuracy, PGD and TRADES training, three datasets", select=True),
+    TableSpec(2, "Common corruptions (normal training, mean over seeds)", **_BENCHMARK),
+    TableSpec(3, "Foreground/background spurious correlation", **_BENCHMARK),
+    TableSpec(4, "Shape vs texture", **_BENCHMARK),
+    TableSpec(5, "Part models trained with and without part labels", keys=("seg_labels",), select=True,
+              group_by=("seg_labels",), varies=("c_seg",), produced_by=NOTEBOOK_03),
+    TableSpec(6, "Generalised robustness of hyperparameter sets (A) and (B)", keys=("hparam_set",), **_BENCHMARK),
+    TableSpec(7, "Common corruptions per corruption type", **_BENCHMARK),
+    TableSpec(8, "ResNet-50 sweep (normal, PGD lr x wd, TRADES beta)", keys=("lr", "weight_decay", "beta"),
+              produced_by=_pipeline("params/part_imagenet_sweep.yaml")),
+    TableSpec(9, "Downsampled part-model sweep", keys=("lr", "weight_decay", "c_seg", "beta"),
+              produced_by=_pipeline("params/part_imagenet_sweep.yaml")),
+    TableSpec(10, "Bounding-Box part-model sweep", keys=("lr", "weight_decay", "c_seg", "beta"),
+              produced_by=_pipeline("params/part_imagenet_sweep.yaml")),
+    TableSpec(11, "AutoAttack accuracy at eps 8, 16, 24, 32 /255", select=True, produced_by=NOTEBOOK_03),
+    TableSpec(12, "PGD with the segmentation loss in the attack objective", keys=("c_seg_attack",), select=True,
+              produced_by=NOTEBOOK_03),
+    TableSpec(13, "PGD, AutoAttack and four two-stage attacks", select=True, produced_by=NOTEBOOK_03),
+    TableSpec(14, "Auxiliary label types (segmentation, part boxes, centroids)", keys=("label_type",), select=True,
+              group_by=("label_type",), varies=("labels",), produced_by=NOTEBOOK_03),
+    TableSpec(15, "Object-level instead of part-level masks, c_seg sweep", keys=("seg_label_level", "c_seg"),
+              group_by=("seg_label_level",), varies=("labels", "c_seg"), produced_by=NOTEBOOK_03),
+    TableSpec(16, "Background channel dropped vs kept", keys=("background",), group_by=("background",),
+              varies=("drop_background",), **_BENCHMARK),
+    TableSpec(17, "Downsampled pooled size 1x1 to 128x128", keys=("lr", "weight_decay", "c_seg", "downsample_size"),
+              varies=("pool_size",), produced_by=NOTEBOOK_03),
+    TableSpec(18, "Two-Headed and Pixel part models, c_seg sweep", keys=("c_seg",), varies=("c_seg",),
+              produced_by=NOTEBOOK_03),
+    TableSpec(19, "Input image concatenated to the masks, c_seg sweep", keys=("concat_input", "c_seg"),
+              group_by=("concat_input",), varies=("concat_input", "c_seg"), produced_by=NOTEBOOK_03),
+]}
+"""Table number -> its spec; all 19 of the paper's numeric tables."""
+
+BASE_KEYS = ("dataset", "training", "model", "metric")
+
+
+# --------------------------------------------------------------------------- our side: settings
+
+
+def is_builtin(dataset: Any) -> bool:
+    """True for the built-in synthetic dataset and its label variants."""
+    return str(dataset).startswith(BUILTIN_DATASET)
+
+
+def _derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """The paper's table columns computed from our run columns (e.g. Table 17's ``4x4`` from pool_size 4)."""
+    out = frame.copy()
+    model = out["model"].astype(str)
+    resnet = model.eq("resnet")
+    c_seg = pd.to_numeric(out.get("c_seg"), errors="coerce") if "c_seg" in out else pd.Series(np.nan, index=out.index)
+    labels = out["labels"] if "labels" in out else pd.Series(np.nan, index=out.index)
+    out["seg_labels"] = np.where(resnet, "n/a", np.where(c_seg.eq(0), "no", "yes"))
+    out["label_type"] = np.where(resnet, "none", labels.map({"parts": "segmentation", "bbox": "bounding_boxes", "centroid": "centroids"}))
+    out["seg_label_level"] = labels.map({"parts": "part", "object": "object"})
+    if "drop_background" in out:
+        dropped = out["drop_background"].map(lambda v: str(v).strip().lower() in {"true", "1", "1.0"} if pd.notna(v) else None)
+        out["background"] = np.where(resnet, np.nan, dropped.map({True: "without", False: "with"}))
+    if "pool_size" in out:
+        out["downsample_size"] = pd.to_numeric(out["pool_size"], errors="coerce").map(
+            lambda p: f"{int(p)}x{int(p)}" if pd.notna(p) else np.nan)
+    if "concat_input" in out:
+        out["concat_input"] = out["concat_input"].map(
+            lambda v: ("yes" if str(v).strip().lower() in {"true", "1", "1.0"} else "no") if pd.notna(v) else np.nan)
+    attack_weight = pd.to_numeric(out["c_seg_attack"], errors="coerce") if "c_seg_attack" in out else pd.Series(np.nan, index=out.index)
+    out["c_seg_attack"] = attack_weight.fillna(0.0)  # evaluations without the seg_pgd evaluator: no segmentation term
+    return out
+
+
+def source_of(dataset: Any, experiment: Any) -> str:
+    """What results are pooled over: a real dataset's runs are pooled across experiments; built-in
+    data experiments are separate recipes (smoke, study) and stay apart: ``builtin:<experiment>``."""
+    return f"builtin:{experiment}" if is_builtin(dataset) else str(dataset)
+
+
+def with_source(results: pd.DataFrame) -> pd.DataFrame:
+    """`results` with a ``source`` column (`source_of` of each row's dataset and experiment)."""
+    return results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+
+
+def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Our results averaged over seeds: one row per (source, setting, metric).
+
+    Columns: the setting columns (`partrobust.core.results.setting_columns`) plus the paper's derived
+    ones, ``source``, ``setting`` (a key of the trained model: the setting without its evaluation
+    columns), ``metric``, ``value`` (mean over seeds), ``ci95`` (Student-t half-width, NaN for one
+    seed), ``seeds``, ``n`` (fewest test images; NaN when unknown) and ``run_ids``.
+    """
+    if results.empty:
+        return pd.DataFrame(columns=["source", "setting", "metric", "value", "ci95", "seeds", "n", "run_ids"])
+    frame = with_source(results)
+    columns = ["source", *setting_columns(frame)]
+    rows = []
+    for keys, group in frame.groupby([*columns, "metric"], sort=True, dropna=False):
+        per_run = group.groupby("run_id").agg(value=("value", "mean"), n=("n", "min"))
+        mean, half = mean_ci(per_run["value"].to_numpy(float), confidence)
+        rows.append({**dict(zip([*columns, "metric"], keys)), "value": mean, "ci95": half, "seeds": len(per_run),
+                     "n": per_run["n"].min(), "run_ids": " ".join(sorted(per_run.index.astype(str)))})
+    out = _derived(pd.DataFrame(rows))
+    model_columns = [c for c in columns if c not in EVAL_COLUMNS]
+    out["setting"] = ["|".join(map(str, values)) for values in out[model_columns].itertuples(index=False)]
+    return out
+
+
+def _at_reference_eps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows evaluated at the paper's eps (clean rows of a run evaluated elsewhere count as well)."""
+    eps = frame["eps"].map(parse_eps) if "eps" in frame else pd.Series(np.nan, index=frame.index)
+    return frame[eps.isna() | np.isclose(eps.astype(float), parse_eps(REFERENCE_EPS))]
+
+
+def in_main_setup(frame: pd.DataFrame, varies: Sequence[str] = ()) -> pd.Series:
+    """Rows in the paper's main setup (`SWEEP_SETUP`) except for the columns the table `varies`."""
+    return _in_sweep_setup(frame, {k: v for k, v in SWEEP_SETUP.items() if k not in varies})
+
+
+def selected_settings(frame: pd.DataFrame, rule: str = "paper", group_by: Sequence[str] = ()) -> set[str]:
+    """The ``setting`` keys chosen per (source, model, training, `group_by`).
+
+    rule ``paper``: `partrobust.report.sweep_analysis.select_best` on clean and AutoAttack (else PGD) accuracy at
+    eps 8/255; ``A``: highest shape-vs-texture accuracy; ``B``: highest mean of the spurious
+    correlation and common corruption accuracies (Table 6's two hyperparameter sets).
+    """
+    pool = _at_reference_eps(frame)
+    if pool.empty:
+        return set()
+    wide = pool.pivot_table(index=["setting", "source", "model", "training", *group_by], columns="metric", values="value",
+                            aggfunc="mean", dropna=False).reset_index()
+    wide = wide.dropna(axis=1, how="all")
+    if rule == "paper":
+        if "clean_accuracy" not in wide:
+            return set()
+        adv = "autoattack_accuracy" if "autoattack_accuracy" in wide else "pgd_accuracy" if "pgd_accuracy" in wide else None
+        if adv is None:
+            wide = wide.assign(_none=np.nan)
+            adv = "_none"
+        tagged = wide.assign(dataset=wide["source"], run_id=wide["setting"],
+                             model=["|".join(map(str, v)) for v in wide[["model", *group_by]].itertuples(index=False)])
+        return set(select_best(tagged, adv_metric=adv)["run_id"])
+    score_columns = {"A": ["shape_vs_texture_accuracy"], "B": ["spurious_correlation_accuracy", "common_corruption_accuracy"]}[rule]
+    if not set(score_columns) <= set(wide.columns):
+        return set()
+    wide = wide.assign(_score=wide[score_columns].mean(axis=1)).dropna(subset=["_score"])
+    best = wide.sort_values(["_score", "setting"], ascending=[False, True]).groupby(
+        ["source", "model", "training", *group_by], dropna=False).head(1)
+    return set(best["setting"])
+
+
+# --------------------------------------------------------------------------- side by side
+
+
+def _row_rule(row: pd.Series, spec: TableSpec) -> str | None:
+    """How a printed row chooses its model: ``paper``, ``A``, ``B`` or None (the row names its setting)."""
+    if "hparam_set" in row and isinstance(row["hparam_set"], str):
+        return row["hparam_set"]
+    if spec.produced_by == NOTEBOOK_04:
+        return "A" if str(row.get("benchmark")) == "shape_vs_texture" else "B"
+    if spec.select or row.get("selection") == "best":
+        return "paper"
+    return None
+
+
+SIDE_BY_SIDE_COLUMNS = ["table", "dataset", "training", "model", "row", "metric", "eps", "paper", "paper_ci95", "ours",
+                        "ours_ci95", "difference", "n", "seeds", "run_ids", "status", "produced_by"]
+
+
+def _row_label(row: pd.Series, spec: TableSpec) -> str:
+    """The printed row's distinguishing fields, e.g. ``lr=0.1, weight_decay=0.0005, beta=0.3``."""
+    bits = []
+    for key in spec.keys:
+        value = row.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        bits.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+    if _row_rule(row, spec) is not None and row.get("hparam_set") is None:
+        bits.append("selected")
+    return ", ".join(bits)
+
+
+def side_by_side(results: pd.DataFrame, number: int, directory: str | Path | None = None,
+                 ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Paper table `number` next to our numbers: one row per printed number (`SIDE_BY_SIDE_COLUMNS`).
+
+    A printed number matches our settings that agree on dataset, training, model, metric, the
+    evaluation eps (adversarial metrics) and the table's keys (floats to 6 decimals; an empty
+    printed key matches only an empty one), whose setup fits the table. Rows that stand for a
+    selected model use the setting the paper's rule picks (`selected_settings`). ``status`` is
+    ``ours`` or ``missing``; several matching settings are averaged and all their run ids listed.
+    `ours`: `settings(results)` when already computed.
+    """
+    return join_table(load_paper_table(number, directory), settings(results) if ours is None else ours, TABLES[number])
+
+
+def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """The join of `side_by_side`, for given printed rows (`load_paper_table`) and settings (`settings`)."""
+    pool = ours[in_main_setup(ours, spec.varies)] if not ours.empty else ours
+    chosen: dict[str, set[str]] = {}
+    rows = []
+    for _, row in paper.iterrows():
+        rule = _row_rule(row, spec)
+        keys = [*BASE_KEYS, *spec.keys]
+        if rule is not None:  # a selected row matches only the keys it prints
+            keys = [k for k in keys if k in BASE_KEYS or _key(row.get(k)) != ""]
+        match = pd.Series(True, index=pool.index)
+        for key in keys:
+            if key == "hparam_set":
+                continue
+            ours_values = pool[key].map(_key) if key in pool else pd.Series("", index=pool.index)
+            match &= ours_values == _key(row.get(key))
+        adversarial = _key(parse_eps(row.get("eps"))) != ""  # clean and benchmark numbers print no eps
+        if adversarial and not pool.empty:
+            eps = pool["eps"].map(parse_eps).map(_key) if "eps" in pool else pd.Series("", index=pool.index)
+            match &= eps == _key(parse_eps(row.get("eps")))
+        cells = pool[match]
+        if rule is not None and not cells.empty:
+            if rule not in chosen:
+                chosen[rule] = selected_settings(pool, rule, spec.group_by)
+            cells = cells[cells["setting"].isin(chosen[rule])]
+        found = not cells.empty
+        rows.append({
+            "table": spec.number, "dataset": row["dataset"], "training": row.get("training"), "model": row.get("model"),
+            "row": _row_label(row, spec), "metric": row["metric"], "eps": row.get("eps") if adversarial else np.nan,
+            "paper": row["value"], "paper_ci95": row.get("ci95", np.nan),
+            "ours": cells["value"].mean() if found else np.nan,
+            "ours_ci95": cells["ci95"].iloc[0] if len(cells) == 1 else np.nan,
+            "n": cells["n"].min() if found else np.nan, "seeds": int(cells["seeds"].min()) if found else 0,
+            "run_ids": " ".join(sorted({r for ids in cells["run_ids"] for r in ids.split()})),
+            "status": "ours" if found else "missing", "produced_by": spec.produced_by,
+        })
+    out = pd.DataFrame(rows, columns=SIDE_BY_SIDE_COLUMNS)
+    out["difference"] = out["ours"].astype(float) - out["paper"].astype(float)
+    return out
+
+
+def all_side_by_side(results: pd.DataFrame, directory: str | Path | None = None,
+                     numbers: Sequence[int] = tuple(TABLES), ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`side_by_side` of every table in `numbers`, concatenated (seed averaging done once; `ours`:
+    `settings(results)` when already computed)."""
+    ours = settings(results) if ours is None else ours
+    return pd.concat([side_by_side(results, n, directory, ours=ours) for n in numbers], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- built-in data, same layout
+
+
+def builtin_table(results: pd.DataFrame, number: int, directory: str | Path | None = None,
+                  ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Our built-in-data numbers in the layout of paper table `number` (labelled, never matched to
+    the paper's cells): the paper's rows of one dataset with the dataset replaced by each built-in
+    source; only tables without hyperparameter keys (their rows are selected models) qualify, since
+    the built-in recipe's hyperparameters differ from the paper's. Empty when there is nothing."""
+    spec = TABLES[number]
+    ours = settings(results) if ours is None else ours
+    if ours.empty or any(k in spec.keys for k in ("lr", "weight_decay", "beta")):
+        return pd.DataFrame(columns=SIDE_BY_SIDE_COLUMNS)
+    builtin = ours[ours["source"].map(lambda s: s.startswith("builtin:"))]
+    paper = load_paper_table(number, directory)
+    template = paper[paper["dataset"] == paper["dataset"].iloc[0]]
+    frames = []
+    for source, group in builtin.groupby("source"):
+        renamed = group.assign(dataset=source)
+        fake = template.assign(dataset=source, value=np.nan, ci95=np.nan)
+        table = join_table(fake, renamed, spec)
+        if (table["status"] == "ours").any():
+            frames.append(table)
+    if not frames:
+        return pd.DataFrame(columns=SIDE_BY_SIDE_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    out["paper"] = np.nan
+    out["difference"] = np.nan
+    return out

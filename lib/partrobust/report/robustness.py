@@ -1,0 +1,255 @@
+"""Notebook 04's analysis: non-adversarial robustness over training seeds (Tables 2-4, 6, 7, 16; Fig. 8).
+
+Everything here reads tidy results (`partrobust.core.results`) of runs that evaluated the benchmarks
+of `partrobust.eval.benchmarks` (``eval.benchmarks``):
+
+* `benchmark_table`: per model, the mean and 95 % Student-t interval over seeds of clean accuracy
+  and each benchmark, and a two-sample t-test of each part model against the ResNet;
+* `corruption_table` (Table 7) and `plot_severity` (accuracy against severity);
+* `plot_texture_cue`: shape-vs-texture accuracy of models trained with a stronger and stronger
+  texture cue (the built-in data's check that the benchmark measures what it claims to);
+* `plot_benchmark_examples`: a grid of each benchmark's images.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..eval.benchmarks import CORRUPTIONS, benchmark_rows
+from ..data.prepared import read_image
+from .style import MODEL_COLORS, model_label
+from ..core.results import distinguishing_columns, setting_columns
+from .stats import format_mean_ci, mean_ci, seed_summary, t_test
+
+BENCHMARK_METRICS = {"common_corruption_accuracy": "corruptions", "spurious_correlation_accuracy": "spurious correlation",
+                     "shape_vs_texture_accuracy": "shape vs texture"}
+BASELINE = "resnet"
+
+
+def _setting_label(frame: pd.DataFrame) -> pd.Series:
+    """Model name, plus "(no background)" for a part model whose background channel is dropped (Table 16)."""
+    label = frame["model"].map(model_label)
+    return label.where(~_dropped(frame), label + " (no background)")
+
+
+def benchmark_values(results: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per run and metric: ``row`` (the model's label), ``seed``, ``metric``, ``value``."""
+    frame = results[results["metric"].isin(metrics)].copy()
+    frame["row"] = _setting_label(frame)
+    return frame[["row", "model", "dataset", "seed", "run_id", "metric", "value"]]
+
+
+def benchmark_table(results: pd.DataFrame, metrics: Sequence[str] = ("clean_accuracy", *BENCHMARK_METRICS),
+                    baseline: str = BASELINE, confidence: float = 0.95, equal_var: bool = False) -> pd.DataFrame:
+    """Per model row and metric: mean, CI half-width, seeds, and the t-test against the baseline's runs
+    (difference of means, t, p). One dataset at a time: results on several datasets are refused."""
+    if results["dataset"].nunique() > 1:
+        raise ValueError(f"results on several datasets ({sorted(results['dataset'].unique())}): pass one at a time")
+    values = benchmark_values(results, metrics)
+    base_rows = values[(values["model"] == baseline) & (values["row"] == model_label(baseline))]
+    out = []
+    for (row, metric), cell in values.groupby(["row", "metric"], sort=False):
+        if cell["seed"].duplicated().any():
+            raise ValueError(f"{row}, {metric}: several runs share a seed ({cell['run_id'].tolist()}); pass one setting per model")
+        mean, half = mean_ci(cell["value"], confidence)
+        base = base_rows[base_rows["metric"] == metric]["value"]
+        t, p = (math.nan, math.nan) if row == model_label(baseline) or base.empty else t_test(cell["value"], base, equal_var)
+        out.append({"row": row, "model": cell["model"].iloc[0], "metric": metric, "mean": mean, "half_width": half,
+                    "seeds": len(cell), "difference": mean - base.mean() if len(base) else math.nan, "t": t, "p_value": p})
+    table = pd.DataFrame(out)
+    rank = table["model"].map({m: i for i, m in enumerate(MODEL_COLORS)}).fillna(len(MODEL_COLORS))
+    return table.assign(_rank=rank).sort_values(["_rank", "row"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+
+
+def benchmark_view(table: pd.DataFrame) -> pd.DataFrame:
+    """`benchmark_table` as the paper prints it: 'mean ± CI' per metric, and p against the ResNet."""
+    labels = {"clean_accuracy": "clean", **BENCHMARK_METRICS}
+    rows = {}
+    for _, r in table.iterrows():
+        row = rows.setdefault(r["row"], {"model": r["row"], "seeds": r["seeds"]})
+        name = labels.get(r["metric"], r["metric"])
+        row[name] = format_mean_ci(r["mean"], r["half_width"])
+        if r["metric"] != "clean_accuracy" and not math.isnan(r["p_value"]):
+            row[f"{name}: p vs ResNet"] = f"{r['p_value']:.2g}"
+    return pd.DataFrame(list(rows.values())).set_index("model").fillna("")
+
+
+def corruption_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Table 7: accuracy (mean over seeds) per corruption type (rows, ImageNet-C order) and model (columns), with the mean."""
+    names = {f"common_corruption_{c}_accuracy": c for c in CORRUPTIONS}
+    values = benchmark_values(results, [*names, "common_corruption_accuracy"])
+    if values.empty:
+        raise ValueError("no common-corruption results: run with eval.benchmarks: [common_corruption]")
+    values["corruption"] = values["metric"].map(names).fillna("mean")
+    table = values.pivot_table(index="corruption", columns="row", values="value", aggfunc="mean")
+    order = [c for c in (*CORRUPTIONS, "mean") if c in table.index]
+    return table.loc[order].round(1)
+
+
+def severity_values(results: pd.DataFrame) -> pd.DataFrame:
+    """Per run: accuracy at each severity (mean over corruption types), with ``severity`` as a number."""
+    frame = results[results["metric"].str.fullmatch(r"common_corruption_severity\d+_accuracy", na=False)].copy()
+    frame["severity"] = frame["metric"].str.extract(r"severity(\d+)", expand=False).astype(int)
+    clean = results[results["metric"] == "clean_accuracy"].assign(severity=0)
+    both = pd.concat([clean, frame], ignore_index=True)
+    return both.assign(row=_setting_label(both))
+
+
+def plot_severity(results: pd.DataFrame, confidence: float = 0.95) -> plt.Figure:
+    """Accuracy against corruption severity (0 = clean), mean over seeds with the Student-t CI, per model
+    (dashed: background channel dropped)."""
+    frame = severity_values(results)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for (row, model), group in frame.groupby(["row", "model"], sort=False):
+        points = group.groupby("severity")["value"].agg(lambda v: mean_ci(v, confidence))
+        means = [m for m, _ in points]
+        halves = [0.0 if math.isnan(h) else h for _, h in points]
+        ax.errorbar(points.index, means, yerr=halves, marker="o", capsize=3, color=MODEL_COLORS.get(model), label=row,
+                    linestyle="--" if "no background" in row else "-")
+    ax.set_xticks(sorted(frame["severity"].unique()))
+    ax.set_xlabel("corruption severity (0: clean)")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend()
+    ax.set_title(f"Accuracy against corruption severity (mean over types, {100 * confidence:.0f}% CI over seeds)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_benchmarks_vs_clean(results: pd.DataFrame) -> plt.Figure:
+    """Fig. 8: each run's accuracy on each benchmark against its clean accuracy."""
+    wide = results[results["metric"].isin(["clean_accuracy", *BENCHMARK_METRICS])].pivot_table(
+        index=["run_id", "model", "dataset"], columns="metric", values="value").reset_index()
+    present = [m for m in BENCHMARK_METRICS if m in wide]
+    if not present or "clean_accuracy" not in wide:
+        raise ValueError("no runs with both clean accuracy and a benchmark")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], present):
+        for model, group in wide.groupby("model", sort=False):
+            ax.scatter(group["clean_accuracy"], group[metric], color=MODEL_COLORS.get(model), label=model_label(model))
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel(f"{BENCHMARK_METRICS[metric]} accuracy (%)")
+        ax.legend()
+    fig.suptitle("Non-adversarial robustness against clean accuracy (cf. Fig. 8)")
+    fig.tight_layout()
+    return fig
+
+
+def texture_cue_values(results: pd.DataFrame) -> pd.DataFrame:
+    """Shape-vs-texture and clean accuracy per run with the training data's texture-cue probability
+    (read from the dataset name ``...-texture<p>``; 0 for the plain built-in data)."""
+    frame = results[results["metric"].isin(["clean_accuracy", "shape_vs_texture_accuracy", "shape_vs_texture_texture_rate"])].copy()
+    cue = frame["dataset"].str.extract(r"-texture([0-9.]+)$", expand=False).astype(float).fillna(0.0)
+    return frame.assign(texture_cue_prob=cue, row=_setting_label(frame))
+
+
+def plot_texture_cue(results: pd.DataFrame) -> plt.Figure:
+    """Shape-vs-texture accuracy (solid) and texture rate (dashed) against the texture cue models were trained with."""
+    frame = texture_cue_values(results)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for (row, model), group in frame.groupby(["row", "model"], sort=False):
+        for metric, style in (("shape_vs_texture_accuracy", "-"), ("shape_vs_texture_texture_rate", "--")):
+            points = group[group["metric"] == metric].groupby("texture_cue_prob")["value"].mean()
+            if points.empty:
+                continue
+            ax.plot(points.index, points.values, style, marker="o", color=MODEL_COLORS.get(model),
+                    label=f"{row}, {'shape' if metric.endswith('accuracy') else 'texture'}")
+    ax.set_xlabel("texture-cue probability in training")
+    ax.set_ylabel("% of cue-conflict images")
+    ax.set_title("Predicting the shape (solid) or the texture (dashed)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_benchmark_examples(folders: dict[str, str | Path], classes: Sequence[str], n: int = 6) -> plt.Figure:
+    """A grid: one row per benchmark (plus common corruptions at severity 3 by type), first `n` images,
+    each titled with its label (and background or texture class)."""
+    panels: list[tuple[str, list[tuple[Path, str]]]] = []
+    for name, folder in folders.items():
+        rows = benchmark_rows(folder)
+        if name == "common_corruption":
+            severities = sorted(rows["severity"].unique())
+            middle = rows[rows["severity"] == severities[len(severities) // 2]]
+            picked = middle.groupby("corruption", sort=False).head(1).head(n)
+            captions = [f"{r.corruption} s{r.severity}" for r in picked.itertuples()]
+        elif name == "spurious_correlation":
+            picked = rows.head(n)
+            captions = [f"{classes[r.label]} on {classes[r.background_label]}" for r in picked.itertuples()]
+        else:
+            picked = rows.head(n)
+            captions = [f"{classes[r.label]} / {classes[r.texture_label]} texture" for r in picked.itertuples()]
+        panels.append((name, [(Path(folder) / r.image, c) for r, c in zip(picked.itertuples(), captions)]))
+    width = max(len(p) for _, p in panels)
+    fig, axes = plt.subplots(len(panels), width, figsize=(1.6 * width, 1.8 * len(panels)), squeeze=False)
+    for axis_row, (name, items) in zip(axes, panels):
+        for ax in axis_row:
+            ax.axis("off")
+        for ax, (path, caption) in zip(axis_row, items):
+            ax.imshow(read_image(path), interpolation="nearest")
+            ax.set_title(caption, fontsize=6)
+        axis_row[0].text(-0.1, 0.5, name.replace("_", " "), transform=axis_row[0].transAxes, rotation=90, va="center",
+                         ha="right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- runs of notebook 04
+
+
+def hparam_sets(results: pd.DataFrame) -> pd.DataFrame:
+    """Table 6: per model row (the background-dropped Downsampled model is its own row), the setting (group
+    of seeds) with the best shape-vs-texture accuracy (A) and the one with the best mean of spurious-
+    correlation and corruption accuracy (B), with all three benchmarks (means over seeds)."""
+    summary = seed_summary(results, metrics=tuple(BENCHMARK_METRICS))
+    if summary.empty:
+        return summary
+    by = [c for c in setting_columns(summary) if c in summary.columns]
+    wide = summary.pivot_table(index=by, columns="metric", values="mean", dropna=False).reset_index()
+    missing = [m for m in BENCHMARK_METRICS if m not in wide]
+    if missing:
+        raise ValueError(f"hparam_sets needs all three benchmarks; missing {missing}")
+    wide = wide.dropna(subset=list(BENCHMARK_METRICS), how="all").reset_index(drop=True)  # the pivot's empty combinations
+    wide["row"] = _setting_label(wide)
+    wide["_b"] = wide[["spurious_correlation_accuracy", "common_corruption_accuracy"]].mean(axis=1)
+    varied = [c for c in distinguishing_columns(summary) if c in wide and c != "drop_background"]
+    rows = []
+    for row, group in wide.groupby("row", sort=False):
+        for name, score in (("A", "shape_vs_texture_accuracy"), ("B", "_b")):
+            best = group.sort_values(score, ascending=False, kind="stable").iloc[0]
+            rows.append({"model": row, "set": name, **{c: best[c] for c in varied},
+                         **{BENCHMARK_METRICS[m]: round(best[m], 1) for m in BENCHMARK_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def conclusions(table: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """One sentence per benchmark: do the part models beat the ResNet here (difference and p)?"""
+    lines = []
+    for metric, name in BENCHMARK_METRICS.items():
+        rows = table[(table["metric"] == metric) & (table["model"] != BASELINE)]
+        if rows.empty or table[(table["metric"] == metric) & (table["model"] == BASELINE)].empty:
+            continue
+        parts = [f"{r.row} {r.difference:+.1f} points (p = {r.p_value:.2g})" for r in rows.itertuples()]
+        better = (rows["difference"] > 0).all()
+        significant = better and (rows["p_value"] < alpha).all()
+        verdict = ("holds, significantly" if significant else "holds in direction, not significantly" if better
+                   else "does not hold")
+        lines.append(f"{name}: the paper's direction (part models above the ResNet) {verdict}: {'; '.join(parts)}.")
+    return lines
+
+
+def _dropped(frame: pd.DataFrame) -> pd.Series:
+    column = frame.get("drop_background", pd.Series(False, index=frame.index))
+    return column.map(lambda v: str(v).lower() in {"true", "1", "1.0"})
+
+
+def texture_cue_results(results: pd.DataFrame, cue: pd.DataFrame) -> pd.DataFrame:
+    """The texture-cue runs (`cue`) with their cue-free counterparts from `results` (same models and seeds,
+    background kept), for `plot_texture_cue`."""
+    if cue.empty:
+        return cue
+    plain = results[results["model"].isin(set(cue["model"])) & results["seed"].isin(set(cue["seed"])) & ~_dropped(results)]
+    return pd.concat([plain, cue], ignore_index=True)

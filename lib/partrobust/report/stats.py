@@ -1,0 +1,142 @@
+"""Statistics over training seeds: mean and Student-t confidence interval per model and training.
+
+The paper reports robustness numbers as the mean over training seeds with a 95 % confidence
+interval (Tables 2-4, 6, 7). Here every number is computed from the tidy results of the runs
+(one row per run x metric, see `partrobust.core.results`): `seed_summary` groups the runs that differ
+only in their seed and gives, per group and metric, the mean, the sample standard deviation, the
+t-interval ``mean +/- t_{(1+c)/2, n-1} * sd / sqrt(n)`` and the run ids behind it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..core.fileio import atomic_write_text
+from .style import MODEL_LABELS, model_label, plot_seed_summary, save_figure
+from ..core.metrics import SUMMARY_METRICS
+from ..core.results import distinguishing_columns, setting_columns
+
+METRIC_LABELS = {"clean_accuracy": "clean", "pgd_accuracy": "PGD", "autoattack_accuracy": "AutoAttack"}
+TRAINING_ORDER = ("normal", "pgd", "trades")
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """(mean, half-width of the two-sided Student-t confidence interval); the half-width is NaN for one value."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        raise ValueError("mean_ci needs at least one value")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if x.size == 1:
+        return float(x[0]), math.nan
+    sem = x.std(ddof=1) / math.sqrt(x.size)
+    return float(x.mean()), float(stats.t.ppf((1 + confidence) / 2, df=x.size - 1) * sem)
+
+
+def t_test(a: Sequence[float], b: Sequence[float], equal_var: bool = False) -> tuple[float, float]:
+    """(t statistic, two-sided p-value) of the two-sample t-test of `a` against `b` (Welch's unless
+    `equal_var`); NaN when a side has fewer than two values or both sides are constant."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return math.nan, math.nan
+    result = stats.ttest_ind(a, b, equal_var=equal_var)
+    return float(result.statistic), float(result.pvalue)
+
+
+def seed_summary(results: pd.DataFrame, by: Sequence[str] | None = None,
+                 metrics: Sequence[str] = SUMMARY_METRICS, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per setting x metric: mean, sd, CI bounds, number of seeds, test images, run ids.
+
+    A setting is a group of runs equal in `by` (default: every identifying column but the seed,
+    `setting_columns`). Raises ValueError if a group holds two runs with the same seed.
+    """
+    by = list(by) if by is not None else setting_columns(results)
+    missing = [c for c in (*by, "seed", "run_id", "metric", "value", "n") if c not in results.columns]
+    if missing:
+        raise ValueError(f"results lack column(s) {missing}")
+    frame = results[results.metric.isin(metrics)]
+    rows = []
+    for keys, group in frame.groupby(list(by), sort=False, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        for metric, cell in group.groupby("metric", sort=False):
+            seeds = cell.seed.astype(int)
+            if seeds.duplicated().any():
+                dup = cell[seeds.duplicated(keep=False)].run_id.tolist()
+                raise ValueError(f"{dict(zip(by, keys))}, {metric}: several runs share a seed ({dup}); "
+                                 "group by the keys that tell them apart")
+            mean, half = mean_ci(cell.value.to_numpy(float), confidence)
+            rows.append({**dict(zip(by, keys)), "metric": metric, "mean": mean,
+                         "sd": float(cell.value.std(ddof=1)) if len(cell) > 1 else math.nan,
+                         "ci_low": mean - half, "ci_high": mean + half, "half_width": half, "confidence": confidence,
+                         "seeds": len(cell), "test_images": int(cell.n.min()),
+                         "run_ids": " ".join(cell.sort_values("seed").run_id)})
+    summary = pd.DataFrame(rows)
+    if summary.empty:
+        return summary
+    ranks = {"training": TRAINING_ORDER, "model": tuple(MODEL_LABELS), "metric": tuple(metrics)}
+    keys = [k for k in ranks if k in summary.columns]
+    rank_columns = {f"_{k}": summary[k].map(lambda v, known=ranks[k]: known.index(v) if v in known else len(known)) for k in keys}
+    return summary.assign(**rank_columns).sort_values(list(rank_columns), kind="stable").drop(columns=list(rank_columns)).reset_index(drop=True)
+
+
+def format_mean_ci(mean: float, half_width: float, decimals: int = 1) -> str:
+    """'85.3 ± 1.2' (or '85.3' for a single seed)."""
+    if math.isnan(half_width):
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"
+
+
+def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Wide view of `seed_summary`: one row per setting (training, model and whatever else varies,
+    empty where it does not apply), one 'mean ± CI' column per metric, plus the number of seeds."""
+    index = ["training", "model", *distinguishing_columns(summary)]
+    labels = [METRIC_LABELS.get(m, m) for m in SUMMARY_METRICS if m in set(summary.metric)]
+    rows = []
+    for keys, group in summary.astype({c: object for c in index}).fillna({c: "" for c in index}).groupby(index, sort=False):
+        cells = {METRIC_LABELS.get(m, m): format_mean_ci(r["mean"], r.half_width) for m, r in group.set_index("metric").iterrows()}
+        rows.append({**dict(zip(index, keys)), **{label: cells.get(label, "") for label in labels}, "seeds": int(group.seeds.min())})
+    return pd.DataFrame(rows).set_index(index)
+
+
+SEED_FIGURE = "clean_vs_autoattack"
+SEED_TABLE = "table.md"
+SEED_SUMMARY = "summary.csv"
+
+
+def seed_table_markdown(summary: pd.DataFrame, results: pd.DataFrame, source: str) -> str:
+    """The seed table as Markdown, with what it was computed from (runs, test images, attack settings)."""
+    table = seed_table(summary).reset_index()
+    table["model"] = table["model"].map(model_label)
+    confidence = summary.confidence.iloc[0]
+    described = results[results.metric.isin(summary.metric.unique()) & results.note.fillna("").ne("")]
+    notes = described.groupby("metric", sort=False).note.agg(lambda n: " / ".join(sorted(set(n))))
+    caption = (f"Accuracy (%) on the first {int(summary.test_images.min())} test images: mean ± {100 * confidence:.0f}% "
+               f"Student-t confidence interval over seeds; {results.run_id.nunique()} runs of `{source}`.")
+    lines = [table.to_markdown(index=False), "", caption, ""]
+    lines += [f"- {METRIC_LABELS.get(m, m)}: {note}." for m, note in notes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_seed_report(results: pd.DataFrame, folder: str | Path, source: str, title: str = "") -> dict[str, Path]:
+    """Writes the seed summary (CSV), its Markdown table and the clean-vs-AutoAttack figure (PNG, PDF)
+    to `folder`; the same results give byte-identical files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = seed_summary(results)
+    if summary.empty:
+        raise ValueError(f"no {', '.join(SUMMARY_METRICS)} rows in the results: nothing to summarise")
+    paths = {"summary": folder / SEED_SUMMARY, "table": folder / SEED_TABLE}
+    atomic_write_text(paths["summary"], summary.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(paths["table"], seed_table_markdown(summary, results, source))
+    if {"clean_accuracy", "autoattack_accuracy"} <= set(summary.metric):
+        fig = plot_seed_summary(summary, title=title)
+        for suffix in (".png", ".pdf"):
+            paths[suffix[1:]] = save_figure(fig, folder / f"{SEED_FIGURE}{suffix}")
+        plt.close(fig)
+    return paths

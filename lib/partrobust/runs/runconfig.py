@@ -1,0 +1,330 @@
+"""The configuration of one run, declared once, and the run's identity.
+
+A run trains and evaluates one model. Its `RunConfig` has the sections ``data``, ``model``,
+``train``, ``eval`` and ``speed`` plus ``seed``, ``device`` and ``progress``. Each key is declared once, in
+the class that uses it (`DataConfig` here, `ModelSpec`, `TrainConfig`, `EvalConfig`), with its
+default and its description; notebooks' parameters cells, params files (``config:`` blocks and
+sweeps) and ``--set train.beta=2.0`` overrides all map onto those dotted keys.
+
+Identity: `identity` is the flat ``key: value`` dict of everything that can change a result.
+It leaves out runtime keys (`RUNTIME_KEYS`: device, progress bars, worker processes, the ``speed``
+switches) and keys
+that do not apply to this run (`inapplicable_keys`: TRADES beta in a PGD run, the pool size of
+a Bounding-Box model, c_seg of the ResNet, ...), so two configs that train the same model get
+the same id. `config_hash` is the SHA-256 of the identity; `run_id` is a readable prefix plus
+its first 8 hex digits, e.g. ``bbox-trades-b2-3f9c1a2b``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from ..core.config import ParameterError, Section, apply_overrides, flatten, to_dict, validate
+from ..data.loaders import LoaderConfig
+from ..core.fileio import atomic_write_text
+from ..eval.config import EvalConfig
+from ..models.config import MODEL_OPTIONS, ModelSpec, uses_segmenter
+from ..train.speed import SpeedConfig
+from ..train.loop import TrainConfig
+
+LABEL_KINDS = ("parts", "object", "bbox", "centroid")
+PAPER_BACKBONES = ("resnet50",)
+"""Backbones the paper always initialised from ImageNet: a run without weights must say `model.from_scratch`."""
+
+
+class DataConfig(LoaderConfig):
+    """Which prepared dataset and labels a run uses, and how they are loaded (section ``data``)."""
+
+    root: str = Field(description="prepared dataset folder (notebook 00); label variants live beside it")
+    scan: bool = Field(True, description="check every image and mask the run uses before training (cached by size and mtime; false skips it for huge data)")
+    labels: Literal["parts", "object", "bbox", "centroid"] = Field(
+        "parts", description="segmentation labels: part masks, object masks (Table 15) or part boxes (Table 14), read from the ROOT-object / ROOT-bbox variant folders (notebook 00), or part centroids (Table 14, model.name: bbox only), computed from ROOT's part masks and trained with the centroid loss (App. E.5, decision 6)")
+
+    @property
+    def labelled_root(self) -> str:
+        """The prepared folder holding the chosen labels: ``root`` (parts, centroid) or its ``<root>-<labels>`` variant."""
+        return self.root if self.labels in ("parts", "centroid") else f"{self.root.rstrip('/')}-{self.labels}"
+
+
+class RunConfig(Section):
+    """Everything that defines one run. Build it with `make_run_config` (values from `base_config`) or `validate(RunConfig, ...)`."""
+
+    data: DataConfig
+    model: ModelSpec = ModelSpec()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    speed: SpeedConfig = SpeedConfig()
+    seed: int = Field(0, ge=0, description="seed of weights, data order, attacks' random starts and AutoAttack")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (does not change the run id)")
+    progress: bool = Field(True, description="progress bars and per-epoch lines")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if device == "auto":
+            return device
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps") from None
+        return device
+
+    @model_validator(mode="after")
+    def _imagenet_weights_or_from_scratch(self) -> "RunConfig":
+        spec = self.model
+        key = f"model.{spec.pretrained_key}"
+        if spec.backbone in PAPER_BACKBONES and spec.pretrained_path is None and not spec.from_scratch:
+            raise ValueError(
+                f"{key}: a {spec.backbone} {'encoder' if self.is_part_model else 'baseline'} without ImageNet weights would "
+                "train from scratch, not the paper's protocol (tens of points less clean accuracy). Fetch the weights "
+                f"with `python -m partrobust.weights fetch` (make weights) and set {key}, or set model.from_scratch: true")
+        if spec.from_scratch and spec.pretrained_path is not None:
+            raise ValueError(f"model.from_scratch: true contradicts {key}: {spec.pretrained_path}")
+        return self
+
+    @model_validator(mode="after")
+    def _centroid_labels_need_bbox(self) -> "RunConfig":
+        if self.data.labels == "centroid" and self.model.name != "bbox":
+            raise ValueError(
+                f"data.labels: centroid trains the Bounding-Box model's centroid features (App. E.5); it needs "
+                f"model.name: bbox, got model.name: {self.model.name}")
+        return self
+
+    @model_validator(mode="after")
+    def _evaluators_fit_the_model(self) -> "RunConfig":
+        segmenter_attacks = sorted({"seg_pgd", "two_stage"} & set(self.eval.evaluators))
+        if segmenter_attacks and not self.is_part_model:
+            raise ValueError(f"eval.evaluators: {segmenter_attacks} attack the segmenter, which model.name "
+                             f"{self.model.name!r} does not have; list them for part models only")
+        if "two_stage" in self.eval.evaluators and "mc_sorted" in self.eval.two_stage_strategies and (
+                self.model.name == "two_headed" or (self.model.concat_input and self.model.name == "downsampled")):
+            raise ValueError("eval.two_stage_strategies: mc_sorted scores guide masks with the head alone, which this model's "
+                             "head cannot do (it also reads the image or the segmenter's features); leave mc_sorted out")
+        return self
+
+    @property
+    def is_part_model(self) -> bool:
+        return uses_segmenter(self.model.name)
+
+
+def check_weights_file(config: RunConfig) -> None:
+    """Refuses a run whose ImageNet weights file is named but absent (cheap: no loading)."""
+    path = config.model.pretrained_path
+    if path is not None and not Path(path).is_file():
+        raise ParameterError(f"model.{config.model.pretrained_key}: weights file {path} does not exist; "
+                             "`python -m partrobust.weights fetch` downloads the paper's (`... paths` lists them)")
+
+
+def used_rows(config: RunConfig) -> dict[str, int | None]:
+    """How many leading rows of each split the run reads (None: all), for the data scan."""
+    return {"train": config.data.train_limit, "val": config.train.val_limit, "test": config.eval.limit}
+
+
+RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.prefetch_factor", "data.preload", "data.scan",
+                          "train.log_every", "model.from_scratch", *(f"speed.{key}" for key in SpeedConfig.model_fields)})
+"""Keys that never change a result: left out of the identity, free to change when resuming
+(``model.from_scratch`` only confirms that a missing weights file is intended; the ``speed``
+switches change kernels, not results, beyond float tolerance)."""
+
+_ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size",
+                     "train.attack_precision")
+_AUTOATTACK_KEYS = ("eval.autoattack_attacks", "eval.autoattack_iterations", "eval.autoattack_square_queries",
+                    "eval.autoattack_batch_size")
+_PGD_KEYS = ("eval.pgd_steps", "eval.pgd_step_size", "eval.pgd_restarts")
+_BENCHMARK_KEYS = {
+    "common_corruption": ("eval.corruptions", "eval.corruption_severities"),
+    "spurious_correlation": ("eval.imagenet9_root",),
+    "shape_vs_texture": ("eval.style_encoder", "eval.style_decoder", "eval.style_alpha"),
+}
+_EVALUATOR_KEYS = {
+    "eps_sweep": ("eval.eps_sweep",),
+    "seg_pgd": ("eval.c_seg_attack",),
+    "two_stage": ("eval.two_stage_strategies",),
+    "rays": ("eval.rays_queries",),
+}
+_PART_MODEL_KEYS = ("train.c_seg", "data.labels", "data.label_fraction", "data.label_seed")
+
+
+def inapplicable_keys(config: RunConfig) -> set[str]:
+    """Keys whose value cannot change this run's result (they are shown as empty in results)."""
+    used = set(MODEL_OPTIONS[config.model.name])
+    every_option = set().union(*MODEL_OPTIONS.values())
+    keys = {f"model.{k}" for k in every_option - used}
+    if not config.is_part_model:
+        keys.update(_PART_MODEL_KEYS)
+    elif config.data.label_fraction == 1.0:
+        keys.add("data.label_seed")
+    if config.train.epochs_adv == 0:
+        keys.update(_ADVERSARIAL_KEYS)
+    elif config.train.method != "trades":
+        keys.add("train.beta")
+    if not config.eval.autoattack:
+        keys.update(_AUTOATTACK_KEYS)
+    if not config.eval.pgd:
+        keys.update(_PGD_KEYS)
+    for benchmark, benchmark_keys in _BENCHMARK_KEYS.items():
+        if benchmark not in config.eval.benchmarks:
+            keys.update(benchmark_keys)
+    if not config.eval.benchmarks:
+        keys.add("eval.benchmark_seed")
+    for evaluator, evaluator_keys in _EVALUATOR_KEYS.items():
+        if evaluator not in config.eval.evaluators:
+            keys.update(evaluator_keys)
+    if not (config.eval.masking_checks and config.eval.pgd):
+        keys.add("eval.masking_check_limit")
+    return keys
+
+
+def resolved(config: RunConfig) -> dict[str, Any]:
+    """Flat ``dotted key: value`` of every key, with inapplicable keys set to None."""
+    flat = flatten(to_dict(config))
+    for key in inapplicable_keys(config):
+        flat[key] = None
+    return flat
+
+
+LATER_KEYS: dict[str, Any] = {"train.sync_bn": False, "eval.pgd": True, "eval.benchmarks": [], "eval.evaluators": [],
+                               "eval.masking_checks": True, "eval.masking_check_limit": 512,
+                               "train.attack_precision": "as_train", "eval.autoattack_batch_size": None}
+"""Keys added after runs existed, left out of the identity at these values (their behaviour before
+they existed), so that the ids of earlier runs stay valid."""
+
+
+def identity(config: RunConfig) -> dict[str, Any]:
+    """Flat ``dotted key: value`` of what defines the run's result (no runtime or inapplicable keys)."""
+    skip = RUNTIME_KEYS | inapplicable_keys(config)
+    return {k: v for k, v in flatten(to_dict(config)).items() if k not in skip and not (k in LATER_KEYS and v == LATER_KEYS[k])}
+
+
+def _digest(values: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of `values` as canonical JSON."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def config_hash(config: RunConfig) -> str:
+    """SHA-256 (hex) of the identity, as canonical JSON."""
+    return _digest(identity(config))
+
+
+_NOT_IN_CLEAN_PHASE = ("train.epochs_adv", *_ADVERSARIAL_KEYS, "train.eps")
+PHASES = ("clean", "adversarial")
+
+
+def phase_identity(config: RunConfig, phase: str) -> dict[str, Any]:
+    """The identity of one training phase: the keys that can change its checkpoints.
+
+    ``clean``: data, model, seed and the keys normal training reads. ``adversarial``: everything
+    but the evaluation keys. Runs of an experiment with the same phase identity share that
+    phase (`partrobust.runs.run`): a TRADES beta sweep trains its clean phase once (as the reference
+    fine-tuned every adversarial run from one clean checkpoint), and runs that differ only in
+    their evaluation (an eps sweep, another attack) train nothing twice.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    skip = _NOT_IN_CLEAN_PHASE if phase == "clean" else ()
+    return {k: v for k, v in identity(config).items() if not k.startswith("eval.") and k not in skip}
+
+
+def phase_id(config: RunConfig, phase: str) -> str:
+    """``<model>-<clean|pgd|trades>-<8 hex digits>``: the folder name of a shared training phase."""
+    name = "clean" if phase == "clean" else config.train.method
+    return f"{config.model.name}-{name}-{_digest(phase_identity(config, phase))[:8]}"
+
+
+def run_id(config: RunConfig) -> str:
+    """Readable prefix + 8 hex digits of the config hash: ``downsampled-pgd-1a2b3c4d``, ``bbox-trades-b2-...``."""
+    parts = [config.model.name, config.train.training]
+    if config.train.training == "trades":
+        parts.append(f"b{config.train.beta:g}")
+    return "-".join(parts + [config_hash(config)[:8]])
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Safe-loads a YAML file; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+        problem = " ".join(str(p) for p in (getattr(err, "context", None), getattr(err, "problem", None)) if p) or str(err)
+        raise ParameterError(f"{where}: not valid YAML: {problem}") from None
+    except UnicodeDecodeError as err:
+        raise ParameterError(f"{path}: not a text file ({err.reason} at byte {err.start})") from None
+
+
+def base_config(path: str | Path) -> tuple[dict[str, Any], str | None]:
+    """The run-config values in `path` and the experiment it names (if any).
+
+    `path` is either a run config (sections ``data``, ``model``, ... at the top, like a run
+    folder's ``config.yaml``) or a params file, whose ``config:`` block is used and whose
+    ``experiment`` names the experiment.
+    """
+    doc = read_yaml(path) or {}
+    if not isinstance(doc, Mapping):
+        raise ParameterError(f"{path}: expected a mapping of keys, got {type(doc).__name__}")
+    if "config" in doc:
+        return dict(doc["config"] or {}), doc.get("experiment")
+    return dict(doc), None
+
+
+def make_run_config(values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, where: str = "run config") -> RunConfig:
+    """Validates `values` with dotted-key `overrides` applied into a `RunConfig`."""
+    return validate(RunConfig, apply_overrides(values, overrides or {}), where=where)
+
+
+def save_run_config(config: RunConfig, path: str | Path) -> None:
+    """Writes the full config (every key, defaults included) as YAML, loadable by `base_config` + `make_run_config`."""
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def describe_keys() -> list[dict[str, Any]]:
+    """Every dotted key with its type, default and description, for docs and ``--help``."""
+    rows = []
+
+    def walk(model: type[Section], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, Section):
+                walk(annotation, f"{prefix}{name}.")
+                continue
+            default = None if field.is_required() else field.get_default(call_default_factory=True)
+            rows.append({
+                "key": f"{prefix}{name}",
+                "default": "(required)" if field.is_required() else json.dumps(default),
+                "description": field.description or "",
+                "runtime": f"{prefix}{name}" in RUNTIME_KEYS,
+            })
+
+    walk(RunConfig, "")
+    return rows
+
+
+def keys_markdown() -> str:
+    """The README's table of run-config keys (``python -m partrobust.runconfig`` prints it)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for row in describe_keys():
+        note = " *(runtime: not part of the run id)*" if row["runtime"] else ""
+        lines.append(f"| `{row['key']}` | `{row['default']}` | {row['description']}{note} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """``python -m partrobust.runconfig``: prints `keys_markdown`."""
+    print(keys_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

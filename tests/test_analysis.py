@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from partrobust.report import figures, matching, paper, paper_tables  # noqa: E402
 from partrobust.report import sweep_analysis as analysis  # noqa: E402
 
 SYNTHETIC = "synthetic-parts"  # the name partrobust.data.synthetic writes into metadata
@@ -66,7 +67,7 @@ def sweep() -> pd.DataFrame:
 
 def paper_dir_or_skip():
     try:
-        return analysis.paper_tables_dir()
+        return paper_tables.paper_tables_dir()
     except FileNotFoundError as err:
         pytest.skip(f"shared paper tables absent: {err}")
 
@@ -155,13 +156,13 @@ def test_trades_rule_tie_goes_to_higher_adversarial():
 
 def test_trades_rule_reproduces_table1_on_paper_tables():
     directory = paper_dir_or_skip()
-    wide = analysis.wide_runs(analysis.paper_as_results((8, 9, 10), directory))
+    wide = analysis.wide_runs(paper_tables.paper_as_results((8, 9, 10), directory))
     best = analysis.select_best(wide).set_index(["model", "training"])
     picked = {m: (best.loc[(m, "trades"), "beta"], best.loc[(m, "trades"), "clean_accuracy"], best.loc[(m, "trades"), "autoattack_accuracy"])
               for m in ("resnet", "downsampled", "bbox")}
     assert picked == {"resnet": (0.1, 90.6, 7.7), "downsampled": (0.05, 90.9, 19.8), "bbox": (0.1, 90.8, 24.1)}
     # the same rows as Table 1's TRADES Part-ImageNet rows, read from table01.csv
-    table1 = analysis.load_paper_table(1, directory)
+    table1 = paper_tables.load_paper_table(1, directory)
     table1 = table1[(table1["dataset"] == "part_imagenet") & (table1["training"] == "trades")]
     for model, (_, clean, aa) in picked.items():
         cells = table1[table1["model"] == model].set_index("metric")["value"]
@@ -176,7 +177,7 @@ def test_trades_rule_reproduces_table1_on_paper_tables():
 
 def test_plot_sweep_one_axes_per_dataset(sweep):
     wide = analysis.wide_runs(sweep)
-    fig = analysis.plot_sweep(wide)
+    fig = figures.plot_sweep(wide)
     assert len(fig.axes) == 1
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
@@ -187,14 +188,14 @@ def test_plot_sweep_one_axes_per_dataset(sweep):
     plt.close(fig)
 
     second = sweep.assign(dataset="part_imagenet", run_id="pi-" + sweep["run_id"])
-    fig = analysis.plot_sweep(analysis.wide_runs(pd.concat([sweep, second], ignore_index=True)))
+    fig = figures.plot_sweep(analysis.wide_runs(pd.concat([sweep, second], ignore_index=True)))
     assert len(fig.axes) == 2
     assert {ax.get_title() for ax in fig.axes} == {SYNTHETIC, "part_imagenet"}
     plt.close(fig)
 
 
 def test_plot_sweep_trades_markers_unfilled(sweep):
-    fig = analysis.plot_sweep(analysis.wide_runs(sweep))
+    fig = figures.plot_sweep(analysis.wide_runs(sweep))
     facecolors = [c.get_facecolors() for c in fig.axes[0].collections]
     assert any(len(f) == 0 or (f[:, 3] == 0).all() for f in facecolors)  # TRADES: facecolor none
     assert any(len(f) and (f[:, 3] > 0).all() for f in facecolors)       # PGD / normal: filled
@@ -206,18 +207,18 @@ def test_plot_sweep_trades_markers_unfilled(sweep):
 
 def test_paper_tables_dir_missing_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="paper tables"):
-        analysis.paper_tables_dir(tmp_path / "nowhere")
+        paper_tables.paper_tables_dir(tmp_path / "nowhere")
 
 
 def test_load_paper_table_uses_our_names():
     directory = paper_dir_or_skip()
-    table = analysis.load_paper_table(8, directory)
+    table = paper_tables.load_paper_table(8, directory)
     assert set(table["model"]) == {"resnet"}
     assert set(table["metric"]) == {"clean_accuracy", "autoattack_accuracy", "pgd_accuracy"}
     assert "beta" in table.columns and "trades_beta" not in table.columns
     assert table["lr"].dtype == float and table["weight_decay"].dtype == float
-    assert set(analysis.load_paper_table(10, directory)["model"]) == {"bbox"}
-    table9 = analysis.load_paper_table(9, directory)
+    assert set(paper_tables.load_paper_table(10, directory)["model"]) == {"bbox"}
+    table9 = paper_tables.load_paper_table(9, directory)
     assert table9["value"].isna().sum() == 1
     missing = table9[table9["value"].isna()].iloc[0]
     assert (missing["training"], missing["lr"], missing["weight_decay"], missing["metric"]) == ("pgd", 0.1, 1e-4, "clean_accuracy")
@@ -233,7 +234,7 @@ def test_compare_with_paper_matches_cells():
         run_rows("ds-concat", "downsampled", "pgd", acc(10.0, 1.0), dataset="part_imagenet", lr=0.1, weight_decay=5e-4,
                  concat_input=True),
     )
-    table = analysis.compare_with_paper(results, directory=directory)
+    table = paper.compare_with_paper(results, directory=directory)
     assert {"table", "dataset", "training", "model", "lr", "weight_decay", "c_seg", "beta", "metric",
             "paper", "ours", "difference", "n", "run_ids"} <= set(table.columns)
     assert len(table) == 60 + 45 + 48  # every printed paper cell, the missing one included
@@ -267,15 +268,15 @@ def test_compare_with_paper_matches_cells():
 def test_compare_with_paper_matches_eps_for_adversarial_metrics():
     directory = paper_dir_or_skip()
     results = frame(run_rows("e16", "resnet", "pgd", acc(70.0, 20.0), dataset="part_imagenet", eps="16/255"))
-    table = analysis.compare_with_paper(results, tables=(8,), directory=directory)
+    table = paper.compare_with_paper(results, tables=(8,), directory=directory)
     matched = table[table["run_ids"] == "e16"]
     assert list(matched["metric"]) == ["clean_accuracy"]  # AutoAttack at 16/255 is not the paper's 8/255 cell
 
 
 def test_compare_paper_with_itself_is_exact():
     directory = paper_dir_or_skip()
-    paper = analysis.paper_as_results((8, 9, 10), directory)
-    table = analysis.compare_with_paper(paper, directory=directory)
+    printed = paper_tables.paper_as_results((8, 9, 10), directory)
+    table = paper.compare_with_paper(printed, directory=directory)
     assert table["paper"].notna().sum() == table["ours"].notna().sum() == 60 + 44 + 48
     assert (table["difference"].dropna() == 0).all()
     assert (table.loc[table["paper"].notna(), "runs"] == 1).all()
@@ -283,16 +284,16 @@ def test_compare_paper_with_itself_is_exact():
 
 def test_is_comparable(sweep):
     directory = paper_dir_or_skip()
-    assert not analysis.is_comparable(sweep, directory)
-    assert not analysis.is_comparable(sweep, "/nonexistent"), "built-in results need no paper tables"
-    assert analysis.is_comparable(sweep.assign(dataset="part_imagenet"), directory)
-    assert analysis.is_comparable(sweep.assign(dataset="cityscapes"), directory)
+    assert not paper_tables.is_comparable(sweep, directory)
+    assert not paper_tables.is_comparable(sweep, "/nonexistent"), "built-in results need no paper tables"
+    assert paper_tables.is_comparable(sweep.assign(dataset="part_imagenet"), directory)
+    assert paper_tables.is_comparable(sweep.assign(dataset="cityscapes"), directory)
 
 
 def test_parse_fraction():
-    assert analysis.parse_eps("8/255") == pytest.approx(8 / 255)
-    assert analysis.parse_eps("0.03") == pytest.approx(0.03)
-    assert math.isnan(analysis.parse_eps(np.nan)) and math.isnan(analysis.parse_eps(""))
+    assert matching.parse_eps("8/255") == pytest.approx(8 / 255)
+    assert matching.parse_eps("0.03") == pytest.approx(0.03)
+    assert math.isnan(matching.parse_eps(np.nan)) and math.isnan(matching.parse_eps(""))
 
 
 def test_summary_view_keeps_the_readable_columns(sweep):

@@ -15,7 +15,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from partrobust.report import sweep_analysis as analysis, claims, figures, paper  # noqa: E402
+from partrobust.report import claims, figures, paper, paper_tables, regenerate  # noqa: E402
+from partrobust.report import sweep_analysis as analysis  # noqa: E402
 from partrobust.runs import figures_command  # noqa: E402
 from partrobust.core.results import RESULTS_FILE  # noqa: E402
 from partrobust.report.masks import load_examples, save_examples  # noqa: E402
@@ -29,7 +30,7 @@ SNAPSHOT = REPO / "figures" / "builtin_study"
 @pytest.fixture(scope="module")
 def tables_dir() -> Path:
     try:
-        return analysis.paper_tables_dir()
+        return paper_tables.paper_tables_dir()
     except FileNotFoundError as err:
         pytest.skip(f"shared paper tables absent: {err}")
 
@@ -51,7 +52,7 @@ def test_all_19_paper_tables_load_with_the_readme_row_counts(tables_dir):
     expected = rows_by_readme(tables_dir)
     assert sorted(expected) == list(range(1, 20)) == sorted(paper.TABLES)
     for number, count in expected.items():
-        table = analysis.load_paper_table(number, tables_dir)
+        table = paper_tables.load_paper_table(number, tables_dir)
         assert len(table) == count, f"table {number}"
         assert table["metric"].notna().all() and table["dataset"].notna().all()
     assert sum(expected.values()) == 460  # README: 459 printed values and 1 missing cell
@@ -59,15 +60,15 @@ def test_all_19_paper_tables_load_with_the_readme_row_counts(tables_dir):
 
 def test_every_table_spec_key_is_a_column_of_its_paper_table(tables_dir):
     for number, spec in paper.TABLES.items():
-        columns = set(analysis.load_paper_table(number, tables_dir).columns)
+        columns = set(paper_tables.load_paper_table(number, tables_dir).columns)
         assert set(spec.keys) <= columns, f"table {number}: {set(spec.keys) - columns}"
         assert set(spec.group_by) <= set(spec.keys)
 
 
 def test_benchmark_tables_get_our_metric_names(tables_dir):
-    assert set(analysis.load_paper_table(2, tables_dir)["metric"]) == {"common_corruption_accuracy"}
-    assert "common_corruption_fog_accuracy" in set(analysis.load_paper_table(7, tables_dir)["metric"])
-    assert "two_stage_mc_sorted_accuracy" in set(analysis.load_paper_table(13, tables_dir)["metric"])
+    assert set(paper_tables.load_paper_table(2, tables_dir)["metric"]) == {"common_corruption_accuracy"}
+    assert "common_corruption_fog_accuracy" in set(paper_tables.load_paper_table(7, tables_dir)["metric"])
+    assert "two_stage_mc_sorted_accuracy" in set(paper_tables.load_paper_table(13, tables_dir)["metric"])
 
 
 # --------------------------------------------------------------------------- the join
@@ -281,7 +282,7 @@ def test_the_committed_figures_are_what_make_figures_gives(tables_dir, tmp_path,
 
 def test_a_missing_input_is_refused_by_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        figures.load_inputs([tmp_path / "nowhere"])
+        regenerate.load_inputs([tmp_path / "nowhere"])
 
 
 def test_snapshot_keeps_results_and_the_lowest_seed_examples(tmp_path):
@@ -292,15 +293,15 @@ def test_snapshot_keeps_results_and_the_lowest_seed_examples(tmp_path):
         frame(run_rows(run_id, "bbox", "pgd", acc(80, 30), seed=seed, experiment="study")).to_csv(folder / "results.csv", index=False)
         shutil.copy(SNAPSHOT / "examples" / sorted(p.name for p in (SNAPSHOT / "examples").glob("bbox-pgd-*"))[0],
                     folder / "figures" / "examples.npz")
-    figures.write_snapshot(experiment, tmp_path / "snap")
+    regenerate.write_snapshot(experiment, tmp_path / "snap")
     assert sorted(p.name for p in (tmp_path / "snap" / "examples").iterdir()) == ["bbox-pgd-1.npz"]
-    loaded = figures.load_inputs([tmp_path / "snap"])
+    loaded = regenerate.load_inputs([tmp_path / "snap"])
     assert loaded.results["run_id"].nunique() == 2 and set(loaded.examples) == {"bbox-pgd-1"}
 
 
 def test_the_paper_joined_with_itself_is_exact(tables_dir):
     """The paper's sweep rows made into runs match their own cells and nothing else (Tables 8-10)."""
-    printed = analysis.paper_as_results((8, 9, 10), tables_dir)
+    printed = paper_tables.paper_as_results((8, 9, 10), tables_dir)
     for number in (8, 9, 10):
         side = paper.side_by_side(printed, number, tables_dir)
         assert (side["status"] == "ours").all() and side["ours"].isna().equals(side["paper"].isna())  # Table 9's empty cell

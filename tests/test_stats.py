@@ -4,7 +4,8 @@ import math
 import pandas as pd
 import pytest
 
-from partrobust.report.stats import format_mean_ci, mean_ci, save_seed_report, seed_summary, seed_table
+from partrobust.report.figures import save_seed_report
+from partrobust.report.stats import format_mean_ci, mean_ci, seed_summary, seed_table
 
 
 def test_mean_ci_matches_hand_computation():

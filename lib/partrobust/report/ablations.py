@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .sweep_analysis import parse_eps
+from .matching import parse_eps
 from ..core.config import ParameterError
 from .paper import settings, side_by_side
 from .style import MODEL_COLORS, model_label, save_figure
-from .sweep_analysis import is_comparable
+from .paper_tables import is_comparable
 from ..core.results import trained_run_ids
 
 

@@ -1,22 +1,9 @@
-"""Every figure and table of the paper that the available results cover (notebook 05, ``make figures``).
+"""Every figure the repository draws, one function each: the paper's figures (`FIGURES`; ``make figures``
+and notebooks 02-05 call the same functions), Table 1 as a figure (`plot_seed_summary`), the sweep
+trade-off (`plot_sweep`, Fig. 4) and a run's training curves (`plot_training_history`).
 
-    python -m partrobust.figures                          # default inputs -> figures/paper/, figures/REPORT.md
-    python -m partrobust.figures runs/part_imagenet runs/cityscapes --output figures
-    python -m partrobust.figures --examples runs/X        # write examples.npz of finished runs that lack it
-
-Inputs are experiment folders (``runs/<experiment>``), run folders, results CSVs or result
-snapshots (a folder with ``results.csv`` and ``examples/<run id>.npz``, like the committed
-``figures/builtin_study``). By default: every committed snapshot under ``figures/`` and every
-experiment under ``runs/`` with results on one of the paper's datasets (built-in-data experiments
-under ``runs/`` are smoke tests and recipes of their own: pass them by name).
-
-Outputs (the same results give byte-identical files):
-
-* ``paper/side_by_side.csv``: every printed number of Tables 1-19 next to ours (`partrobust.report.paper`);
-* ``paper/tables/tableNN.md``: each table side by side, plus our built-in-data numbers in its layout;
-* ``paper/<figure>.png`` and ``.pdf``: the figures of `FIGURES` the results cover;
-* ``REPORT.md``: the paper's claims with our evidence and their status (`partrobust.report.claims`),
-  and what is missing with the command that would produce it.
+A paper figure is drawn from `FigureData` (the results with their source and seed means) and raises
+`Missing`, naming the runs it needs, when the results do not cover it: never an empty figure.
 """
 from __future__ import annotations
 
@@ -24,32 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .sweep_analysis import _axis_label, parse_eps, plot_sweep, wide_runs  # noqa: E402
-from ..core.fileio import atomic_write_text  # noqa: E402
-from .paper import NOTEBOOK_03, NOTEBOOK_04, TABLES, in_main_setup, all_side_by_side, builtin_table, is_builtin, settings, with_source  # noqa: E402
-from .style import MODEL_COLORS, TRAINING_MARKERS, model_label, save_figure  # noqa: E402
-from ..core.results import RESULT_COLUMNS, RESULTS_FILE, gather_results, read_results  # noqa: E402
-from .stats import seed_summary  # noqa: E402
-from ..core.paths import find_repo_root  # noqa: E402
-from .masks import EXAMPLES_FILE, load_examples, plot_examples  # noqa: E402
-from .claims import evaluate_claims, report_markdown
-from .style import plot_seed_summary
-
-PAPER_DIR = "paper"
-REPORT_FILE = "REPORT.md"
-SNAPSHOT_EXAMPLES = "examples"
-STYLE = {"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 9, "legend.fontsize": 7,
-         "svg.hashsalt": "partrobust", "pdf.fonttype": 42}
-"""The one style of every figure (seaborn's whitegrid theme plus these): a fixed font, so that the
-same results give the same bytes on any machine with matplotlib's bundled DejaVu fonts."""
+from ..core.fileio import atomic_write_text
+from ..core.metrics import SUMMARY_METRICS
+from ..core.results import distinguishing_columns
+from .masks import EXAMPLES_FILE, load_examples, plot_examples
+from .paper import NOTEBOOK_03, NOTEBOOK_04, in_main_setup, settings, source_label, with_source
+from .stats import seed_summary, seed_table_markdown
+from .style import MODEL_COLORS, TRAINING_MARKERS, model_label, save_figure
+from .sweep_analysis import frontier, present_metrics, wide_runs
+from .matching import parse_eps
 
 
 class Missing(Exception):
@@ -57,63 +32,6 @@ class Missing(Exception):
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class Inputs:
-    """Results gathered from input folders, with the Fig. 5 example files found beside them."""
-
-    results: pd.DataFrame
-    examples: dict[str, Path]
-    paths: list[Path]
-
-
-def default_inputs(repo: Path | None = None) -> list[Path]:
-    """Committed snapshots (``figures/*/results.csv``) and the ``runs/`` experiments on a paper dataset."""
-    repo = repo or find_repo_root()
-    inputs = sorted(p.parent for p in (repo / "figures").glob(f"*/{RESULTS_FILE}"))
-    for experiment in sorted(p for p in (repo / "runs").glob("*") if p.is_dir()):
-        files = sorted(experiment.glob(f"*/{RESULTS_FILE}"))
-        if files and any(not is_builtin(d) for f in files for d in read_results(f)["dataset"].unique()):
-            inputs.append(experiment)
-    return inputs
-
-
-def load_inputs(paths: Iterable[str | Path]) -> Inputs:
-    """Results of all `paths` in one tidy frame (a run found twice counts once) and their example files."""
-    paths = [Path(p) for p in paths]
-    frames, examples = [], {}
-    for path in paths:
-        if not path.exists():
-            raise FileNotFoundError(f"no results at {path}")
-        frames.append(gather_results(path))
-        folder = path if path.is_dir() else path.parent
-        for npz in sorted([*folder.glob(f"{SNAPSHOT_EXAMPLES}/*.npz"), *folder.glob(f"*/figures/{EXAMPLES_FILE}"),
-                           *folder.glob(f"figures/{EXAMPLES_FILE}")]):
-            run = npz.stem if npz.parent.name == SNAPSHOT_EXAMPLES else npz.parent.parent.name
-            examples.setdefault(run, npz)
-    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
-    results = results.drop_duplicates(["run_id", "metric"], keep="first").reset_index(drop=True)
-    return Inputs(results, examples, paths)
-
-
-def write_snapshot(experiment: str | Path, folder: str | Path) -> Path:
-    """Copies an experiment's tidy results and the example files of its lowest-seed runs into
-    `folder` (a committed snapshot such as ``figures/builtin_study``), so that the figures can be
-    redrawn without the runs."""
-    experiment, folder = Path(experiment), Path(folder)
-    results = gather_results(experiment)
-    if results.empty:
-        raise FileNotFoundError(f"{experiment} holds no results")
-    atomic_write_text(folder / RESULTS_FILE, results.sort_values(["run_id", "metric"]).to_csv(index=False))
-    first_seed = set(results[results["seed"] == results["seed"].min()]["run_id"])  # Fig. 5 shows one seed
-    for npz in sorted(experiment.glob(f"*/figures/{EXAMPLES_FILE}")):
-        if npz.parent.parent.name not in first_seed:
-            continue
-        target = folder / SNAPSHOT_EXAMPLES / f"{npz.parent.parent.name}.npz"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(npz.read_bytes())
-    return folder / RESULTS_FILE
 
 
 # --------------------------------------------------------------------------- figures
@@ -131,11 +49,6 @@ class FigureData:
     @classmethod
     def of(cls, results: pd.DataFrame, examples: dict[str, Path] | None = None) -> "FigureData":
         return cls(with_source(results), settings(results), dict(examples or {}))
-
-
-def source_label(source: str) -> str:
-    """'built-in data (builtin_study)' for a built-in source, the dataset name otherwise."""
-    return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else source
 
 
 def _adv_metric(frame: pd.DataFrame) -> str:
@@ -307,116 +220,152 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in [
 # --------------------------------------------------------------------------- tables as Markdown
 
 
-def _cell(value: float, ci: float = float("nan")) -> str:
-    if pd.isna(value):
-        return ""
-    return f"{value:.1f}" if pd.isna(ci) else f"{value:.1f} ± {ci:.1f}"
-
-
-def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int) -> str:
-    """One paper table side by side with ours, then our built-in-data numbers in its layout."""
-    spec = TABLES[number]
-    found = int((side["status"] == "ours").sum())
-    lines = [f"# Table {number}: {spec.title}", "",
-             f"{found} of {len(side)} printed numbers have our runs. Missing numbers are produced by: {spec.produced_by}.", ""]
-
-    def view(frame: pd.DataFrame, with_paper: bool) -> str:
-        shown = pd.DataFrame({
-            "dataset": frame["dataset"].map(source_label), "training": frame["training"].fillna(""),
-            "model": frame["model"].map(lambda m: model_label(m) if isinstance(m, str) else ""),
-            "row": frame["row"], "metric": frame["metric"].str.replace("_accuracy", ""), "eps": frame["eps"].fillna(""),
-        })
-        if with_paper:
-            shown["paper"] = [_cell(v, c) for v, c in zip(frame["paper"], frame["paper_ci95"])]
-        shown["ours"] = [_cell(v, c) if s == "ours" else "missing" for v, c, s in zip(frame["ours"], frame["ours_ci95"], frame["status"])]
-        if with_paper:
-            shown["difference"] = frame["difference"].map(lambda d: "" if pd.isna(d) else f"{d:+.1f}")
-        shown["n"] = frame["n"].map(lambda n: "" if pd.isna(n) else str(int(n)))
-        shown["seeds"] = frame["seeds"].map(lambda s: str(int(s)) if s else "")
-        shown["runs"] = frame["run_ids"]
-        return shown.to_markdown(index=False)
-
-    lines += [view(side, with_paper=True), ""]
-    if not builtin.empty:
-        lines += ["## Built-in data (not comparable with the paper's numbers)", "",
-                  "Our runs on the built-in synthetic data, in the layout of this table (selected models per "
-                  "source); the paper has no such numbers.", "", view(builtin, with_paper=False), ""]
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- everything
 
 
-@dataclass
-class Outputs:
-    """What `regenerate` wrote and found missing (shown by notebook 05)."""
-
-    side_by_side: pd.DataFrame
-    builtin: pd.DataFrame
-    figures: dict[str, list[Path]]
-    missing_figures: dict[str, str]
-    claims: pd.DataFrame
-    report: Path
+_TRAINING_STYLE = {
+    "pgd": {"marker": "o", "filled": True, "label": "PGD"},
+    "trades": {"marker": "o", "filled": False, "label": "TRADES"},
+    "normal": {"marker": "s", "filled": True, "label": "normal"},
+}
 
 
-def regenerate(inputs: Sequence[str | Path] | None = None, output_dir: str | Path = "figures",
-               paper_tables: str | Path | None = None, verbose: bool = True) -> Outputs:
-    """Reads the results of `inputs` (default: `default_inputs`), writes every table and figure they
-    cover under ``<output_dir>/paper/`` and the claims report ``<output_dir>/REPORT.md``."""
-    repo = find_repo_root()
-    paths = [Path(p) for p in inputs] if inputs else default_inputs(repo)
-    found = load_inputs(paths)
-    results = found.results
-    data = FigureData.of(results, found.examples)
-    ours = data.ours
-    side = all_side_by_side(results, paper_tables, ours=ours)  # missing paper tables stop here, before any file is touched
-    builtin_parts = [builtin_table(results, n, paper_tables, ours=ours) for n in TABLES]
-    builtin = pd.concat([b for b in builtin_parts if not b.empty] or [pd.DataFrame(columns=side.columns)], ignore_index=True)
-
-    out = Path(output_dir)
-    paper_out = out / PAPER_DIR
-    (paper_out / "tables").mkdir(parents=True, exist_ok=True)
-    for old in [*paper_out.glob("*.png"), *paper_out.glob("*.pdf")]:
-        old.unlink()  # a figure whose runs are gone must not linger
-    atomic_write_text(paper_out / "side_by_side.csv", side.to_csv(index=False, float_format="%.6g"))
-    for number in TABLES:
-        text = table_markdown(side[side["table"] == number], builtin[builtin["table"] == number], number)
-        atomic_write_text(paper_out / "tables" / f"table{number:02d}.md", text)
-
-    written: dict[str, list[Path]] = {}
-    missing: dict[str, str] = {}
-    with plt.rc_context(), sns.axes_style("whitegrid"):
-        plt.rcParams.update(STYLE)
-        for name, spec in FIGURES.items():
-            try:
-                figures = spec.draw(data)
-            except Missing as reason:
-                missing[name] = f"{reason}; produced by: {spec.produced_by}"
-                continue
-            for stem, fig in figures.items():
-                written.setdefault(name, []).extend(save_figure(fig, paper_out / f"{stem}{suffix}") for suffix in (".png", ".pdf"))
-                plt.close(fig)
-    claims = evaluate_claims(data.results, side, builtin)
-    report = out / REPORT_FILE
-    atomic_write_text(report, report_markdown(claims, side, builtin, written, missing, data.results, found.paths, out))
-    if verbose:
-        drawn = sum(len(v) for v in written.values()) // 2
-        print(f"[partrobust] {results['run_id'].nunique()} runs from {len(paths)} input(s); "
-              f"{int((side['status'] == 'ours').sum())} of {len(side)} printed numbers matched; "
-              f"{drawn} figures; report: {report}", flush=True)
-    return Outputs(side, builtin, written, missing, claims, report)
+def _axis_label(metric: str) -> str:
+    name = metric.replace("_accuracy", "").replace("autoattack", "AutoAttack").replace("pgd", "PGD").replace("_", " ")
+    return f"{name} accuracy (%)"
 
 
-def coverage(outputs: Outputs) -> pd.DataFrame:
-    """One row per paper table: printed numbers, how many we have, built-in cells, what produces the rest."""
-    side, builtin = outputs.side_by_side, outputs.builtin
-    rows = []
-    for number, spec in TABLES.items():
-        cells = side[side["table"] == number]
-        ours = int((cells["status"] == "ours").sum())
-        rows.append({"table": number, "title": spec.title, "printed": len(cells), "ours": ours,
-                     "built-in cells": int(((builtin["table"] == number) & (builtin["status"] == "ours")).sum()),
-                     "missing produced by": spec.produced_by if ours < len(cells) else ""})
-    return pd.DataFrame(rows).set_index("table")
+def plot_sweep(
+    wide: pd.DataFrame,
+    adv_metric: str = "autoattack_accuracy",
+    frontier_trainings: Iterable[str] = ("pgd", "trades"),
+) -> matplotlib.figure.Figure:
+    """Clean (x) vs `adv_metric` (y) of every run, as the paper's Fig. 4; one panel per dataset.
+
+    Colour = model; filled circles = PGD, open circles = TRADES (annotated with beta), squares =
+    normal training. The line is each model's Pareto frontier over the `frontier_trainings` runs
+    (normal training is left out by default: it sits at zero robustness and says nothing about the
+    trade-off).
+    """
+    if adv_metric not in wide.columns:
+        raise KeyError(f"no {adv_metric!r} column; metrics present: {present_metrics(wide)}")
+    datasets = sorted(wide["dataset"].dropna().unique()) or [""]
+    present = list(dict.fromkeys(wide["model"].dropna()))
+    models = [m for m in MODEL_COLORS if m in present] + [m for m in present if m not in MODEL_COLORS]
+    others = iter(sns.color_palette("colorblind", n_colors=len(MODEL_COLORS) + len(models))[len(MODEL_COLORS):])
+    colors = {m: MODEL_COLORS[m] if m in MODEL_COLORS else next(others) for m in models}
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.0 * len(datasets), 4.0), squeeze=False)
+    trained = set(frontier_trainings)
+    for ax, dataset in zip(axes[0], datasets):
+        panel = wide[wide["dataset"] == dataset] if dataset else wide
+        for model in models:
+            runs = panel[panel["model"] == model]
+            color = colors[model]
+            for training, style in _TRAINING_STYLE.items():
+                points = runs[runs["training"] == training]
+                if points.empty:
+                    continue
+                ax.scatter(points["clean_accuracy"], points[adv_metric], marker=style["marker"], s=45, linewidths=1.4,
+                           facecolors=color if style["filled"] else "none", edgecolors=color, zorder=3)
+                if training == "trades" and "beta" in points.columns:
+                    for _, p in points.iterrows():
+                        if pd.notna(p["beta"]) and pd.notna(p["clean_accuracy"]) and pd.notna(p[adv_metric]):
+                            ax.annotate(f"β={float(p['beta']):g}", (p["clean_accuracy"], p[adv_metric]),
+                                        textcoords="offset points", xytext=(4, 3), fontsize=6, color=color)
+            line = frontier(runs[runs["training"].isin(trained)], y=adv_metric, by=None)
+            if len(line):
+                ax.plot(line["clean_accuracy"], line[adv_metric], color=color, alpha=0.7, linewidth=1.2, zorder=2)
+        ax.set_title(str(dataset), fontsize=9)
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel(_axis_label(adv_metric))
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colors[m], linewidth=1.2, label=model_label(m)) for m in models]
+    present = set(wide["training"].dropna())
+    handles += [
+        Line2D([], [], linestyle="none", marker=s["marker"], color="0.3", markerfacecolor="0.3" if s["filled"] else "none",
+               label=s["label"])
+        for t, s in _TRAINING_STYLE.items() if t in present
+    ]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
 
 
+def plot_training_history(history: pd.DataFrame, title: str = "") -> matplotlib.figure.Figure:
+    """Loss and accuracies per epoch over both training phases (clean, then adversarial)."""
+    frame = history.reset_index(drop=True).assign(step=lambda d: range(1, len(d) + 1))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3))
+    sns.lineplot(data=frame, x="step", y="train_loss", hue="phase", marker="o", ax=ax_loss)
+    accuracies = [c for c in ("train_acc", "val_clean_acc", "val_adv_acc") if c in frame.columns]
+    long = frame.melt(id_vars=["step", "phase"], value_vars=accuracies, var_name="accuracy", value_name="percent").dropna()
+    sns.lineplot(data=long, x="step", y="percent", hue="accuracy", style="phase", marker="o", ax=ax_acc)
+    ax_loss.set_xlabel("epoch (both phases)")
+    ax_acc.set_xlabel("epoch (both phases)")
+    ax_acc.set_ylabel("accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _setting_label(model: str, training: str, extra: dict) -> str:
+    """'Bounding-Box, trades, beta=2' (options that do not apply are left out)."""
+    options = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items() if not pd.isna(v)]
+    return ", ".join([model_label(model), training, *options])
+
+
+def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y_metric: str = "autoattack_accuracy",
+                      title: str = "") -> matplotlib.figure.Figure:
+    """Mean of `y_metric` against mean of `x_metric` per model and training, with their confidence
+    intervals as error bars (input: `partrobust.report.stats.seed_summary`). Colour: model; marker: training."""
+    extra = distinguishing_columns(summary)
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    for (model, training, *values), group in summary.groupby(["model", "training", *extra], sort=False, dropna=False):
+        cells = group.set_index("metric")
+        if not {x_metric, y_metric} <= set(cells.index):
+            continue
+        x, y = cells.loc[x_metric], cells.loc[y_metric]
+        ax.errorbar(x["mean"], y["mean"], xerr=None if pd.isna(x.half_width) else x.half_width,
+                    yerr=None if pd.isna(y.half_width) else y.half_width,
+                    marker=TRAINING_MARKERS.get(training, "D"), color=MODEL_COLORS.get(model), markersize=7, capsize=3,
+                    linestyle="none", label=_setting_label(model, training, dict(zip(extra, values))))
+    seeds = sorted(summary.seeds.astype(int).unique())
+    confidence = summary.confidence.iloc[0] if "confidence" in summary else 0.95
+    ax.set_xlabel(f"{x_metric.replace('_', ' ')} (%)")
+    ax.set_ylabel(f"{y_metric.replace('_', ' ')} (%)")
+    datasets = ", ".join(sorted(summary.dataset.astype(str).unique())) + ": " if "dataset" in summary else ""
+    ax.set_title(title or f"{datasets}mean ± {100 * confidence:.0f}% CI over {'/'.join(map(str, seeds))} seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+SEED_FIGURE = "clean_vs_autoattack"
+
+
+SEED_TABLE = "table.md"
+
+
+SEED_SUMMARY = "summary.csv"
+
+
+def save_seed_report(results: pd.DataFrame, folder: str | Path, source: str, title: str = "") -> dict[str, Path]:
+    """Writes the seed summary (CSV), its Markdown table and the clean-vs-AutoAttack figure (PNG, PDF)
+    to `folder`; the same results give byte-identical files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = seed_summary(results)
+    if summary.empty:
+        raise ValueError(f"no {', '.join(SUMMARY_METRICS)} rows in the results: nothing to summarise")
+    paths = {"summary": folder / SEED_SUMMARY, "table": folder / SEED_TABLE}
+    atomic_write_text(paths["summary"], summary.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(paths["table"], seed_table_markdown(summary, results, source))
+    if {"clean_accuracy", "autoattack_accuracy"} <= set(summary.metric):
+        fig = plot_seed_summary(summary, title=title)
+        for suffix in (".png", ".pdf"):
+            paths[suffix[1:]] = save_figure(fig, folder / f"{SEED_FIGURE}{suffix}")
+        plt.close(fig)
+    return paths

@@ -22,7 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .sweep_analysis import SWEEP_SETUP, _in_sweep_setup, _key, load_paper_table, parse_eps, select_best
+from .matching import SWEEP_SETUP, _in_sweep_setup, _key, parse_eps
+from .paper_tables import load_paper_table
+from .sweep_analysis import select_best
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from ..core.results import setting_columns
 from .stats import mean_ci
@@ -339,3 +341,33 @@ def builtin_table(results: pd.DataFrame, number: int, directory: str | Path | No
     out["paper"] = np.nan
     out["difference"] = np.nan
     return out
+
+
+def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10), directory: str | Path | None = None) -> pd.DataFrame:
+    """Paper's sweep numbers next to ours, one row per printed paper number, with the sweep's
+    hyperparameter columns (notebook 02's view of `partrobust.report.paper.side_by_side`, which does the matching).
+
+    Columns: ``table``, dataset, training, model, lr, weight_decay, c_seg, beta, metric, ``eps``,
+    ``paper``, ``ours`` (mean over matching runs, NaN when none), ``difference`` (ours - paper),
+    ``n`` (test images), ``runs`` and ``run_ids`` (comma-separated).
+    """
+    from .paper import side_by_side
+
+    frames = []
+    for number in tables:
+        printed = load_paper_table(number, directory)
+        side = side_by_side(results, number, directory)
+        for column in ("lr", "weight_decay", "c_seg", "beta"):
+            side[column] = printed[column].to_numpy() if column in printed.columns else np.nan
+        frames.append(side)
+    out = pd.concat(frames, ignore_index=True)
+    out["runs"] = out["run_ids"].map(lambda ids: len(ids.split())).astype(int)
+    out["run_ids"] = out["run_ids"].str.replace(" ", ",")
+    order = ["table", "dataset", "training", "model", "lr", "weight_decay", "c_seg", "beta", "metric", "eps",
+             "paper", "ours", "difference", "n", "runs", "run_ids"]
+    return out[order]
+
+
+def source_label(source: str) -> str:
+    """'built-in data (builtin_study)' for a built-in source, the dataset name otherwise."""
+    return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else source

@@ -9,21 +9,15 @@ t-interval ``mean +/- t_{(1+c)/2, n-1} * sd / sqrt(n)`` and the run ids behind i
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..core.fileio import atomic_write_text
-from .style import MODEL_LABELS, model_label, plot_seed_summary, save_figure
+from .style import METRIC_LABELS, MODEL_LABELS, TRAINING_ORDER, model_label
 from ..core.metrics import SUMMARY_METRICS
 from ..core.results import distinguishing_columns, setting_columns
-
-METRIC_LABELS = {"clean_accuracy": "clean", "pgd_accuracy": "PGD", "autoattack_accuracy": "AutoAttack"}
-TRAINING_ORDER = ("normal", "pgd", "trades")
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -104,11 +98,6 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(index)
 
 
-SEED_FIGURE = "clean_vs_autoattack"
-SEED_TABLE = "table.md"
-SEED_SUMMARY = "summary.csv"
-
-
 def seed_table_markdown(summary: pd.DataFrame, results: pd.DataFrame, source: str) -> str:
     """The seed table as Markdown, with what it was computed from (runs, test images, attack settings)."""
     table = seed_table(summary).reset_index()
@@ -123,20 +112,3 @@ def seed_table_markdown(summary: pd.DataFrame, results: pd.DataFrame, source: st
     return "\n".join(lines) + "\n"
 
 
-def save_seed_report(results: pd.DataFrame, folder: str | Path, source: str, title: str = "") -> dict[str, Path]:
-    """Writes the seed summary (CSV), its Markdown table and the clean-vs-AutoAttack figure (PNG, PDF)
-    to `folder`; the same results give byte-identical files."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = seed_summary(results)
-    if summary.empty:
-        raise ValueError(f"no {', '.join(SUMMARY_METRICS)} rows in the results: nothing to summarise")
-    paths = {"summary": folder / SEED_SUMMARY, "table": folder / SEED_TABLE}
-    atomic_write_text(paths["summary"], summary.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(paths["table"], seed_table_markdown(summary, results, source))
-    if {"clean_accuracy", "autoattack_accuracy"} <= set(summary.metric):
-        fig = plot_seed_summary(summary, title=title)
-        for suffix in (".png", ".pdf"):
-            paths[suffix[1:]] = save_figure(fig, folder / f"{SEED_FIGURE}{suffix}")
-        plt.close(fig)
-    return paths

@@ -56,9 +56,9 @@ from ..train.loop import ConfigMismatchError, FitResult, fit
 from ..core.paths import find_repo_root
 from ..core.device import float32_precision, resolve_device
 from ..core.seeding import seed_everything
+from ..report.figures import plot_training_history
 from ..report.masks import EXAMPLES_FILE, load_examples, plot_examples, save_examples
-from ..report.masks import EXAMPLES_FILE, save_examples
-from ..report.style import plot_training_history, save_figure
+from ..report.style import save_figure
 
 RUN_NOTEBOOK = "01_pgd_training"
 PHASES_DIR = "_train"  # <experiment>/_train/<model>-<phase>-<hash>/: training phases shared by runs

@@ -124,12 +124,12 @@ def test_parametrised_metrics_become_evaluations_of_their_own():
     assert parametrised_metric("pgd_accuracy", "c_seg_attack", 0.5) == "pgd_accuracy@c_seg_attack=0.5"
     with pytest.raises(ValueError):
         parametrised_metric("pgd_accuracy", "steps", 3)
-    frame = pd.DataFrame({"run_id": ["r", "r", "r"], "eps": ["8/255"] * 3, "value": [40.0, 10.0, 30.0],
+    frame = pd.DataFrame({"run_id": ["r", "r", "r"], "eps": [8 / 255] * 3, "value": [40.0, 10.0, 30.0],
                           "metric": ["autoattack_accuracy", "autoattack_accuracy@eps=16/255", "pgd_accuracy@c_seg_attack=0.5"]})
     out = expand_evaluations(frame)
     assert list(out["metric"]) == ["autoattack_accuracy", "autoattack_accuracy", "pgd_accuracy"]
     assert list(out["run_id"]) == ["r", "r@eps=16/255", "r@c_seg_attack=0.5"]
-    assert list(out["eps"]) == ["8/255", "16/255", "8/255"]
+    assert list(out["eps"] * 255) == pytest.approx([8, 16, 8]), "budgets are numbers"
     assert math.isnan(out["c_seg_attack"][0]) and out["c_seg_attack"][2] == 0.5
     assert list(section_results(out, ["r"])["run_id"]) == list(out["run_id"])
 
@@ -151,7 +151,7 @@ def test_sweep_sections_select_blocks(tiny_dataset):
 
 
 def _results(rows):
-    base = {"experiment": "e", "dataset": "synthetic-parts", "training": "pgd", "eps": "8/255", "seed": 0, "n": 64, "note": "",
+    base = {"experiment": "e", "dataset": "synthetic-parts", "training": "pgd", "eps": 8 / 255, "seed": 0, "n": 64, "note": "",
             "config_hash": "h", "labels": "parts", "label_fraction": 1.0, "drop_background": False, "pool_size": 4, "concat_input": False}
     return expand_evaluations(pd.DataFrame([{**base, **r} for r in rows]))
 

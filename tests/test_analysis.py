@@ -12,7 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from partrobust.report import figures, matching, paper, paper_tables  # noqa: E402
+from partrobust.core.results import eps_text, parse_eps  # noqa: E402
+from partrobust.report import figures, paper, paper_tables  # noqa: E402
 from partrobust.report import sweep_analysis as analysis  # noqa: E402
 
 SYNTHETIC = "synthetic-parts"  # the name partrobust.data.synthetic writes into metadata
@@ -29,7 +30,7 @@ def run_rows(run_id: str, model: str, training: str, metrics: dict[str, float], 
         beta=np.nan if beta is None else beta, c_seg=(0.5 if part_model else np.nan) if c_seg is None else c_seg,
         labels="parts" if part_model else np.nan, label_fraction=1.0 if part_model else np.nan,
         pool_size=4 if model == "downsampled" else np.nan, drop_background=False if model == "downsampled" else np.nan,
-        concat_input=False if model == "downsampled" else np.nan, eps="8/255", train_eps="8/255", seed=0,
+        concat_input=False if model == "downsampled" else np.nan, eps=8 / 255, train_eps=8 / 255, seed=0,
     )
     base.update(extra)
     return [{**base, "metric": m, "value": v, "n": n, "note": "", "config_hash": "h-" + run_id} for m, v in metrics.items()]
@@ -267,7 +268,7 @@ def test_compare_with_paper_matches_cells():
 
 def test_compare_with_paper_matches_eps_for_adversarial_metrics():
     directory = paper_dir_or_skip()
-    results = frame(run_rows("e16", "resnet", "pgd", acc(70.0, 20.0), dataset="part_imagenet", eps="16/255"))
+    results = frame(run_rows("e16", "resnet", "pgd", acc(70.0, 20.0), dataset="part_imagenet", eps=16 / 255))
     table = paper.compare_with_paper(results, tables=(8,), directory=directory)
     matched = table[table["run_ids"] == "e16"]
     assert list(matched["metric"]) == ["clean_accuracy"]  # AutoAttack at 16/255 is not the paper's 8/255 cell
@@ -290,10 +291,11 @@ def test_is_comparable(sweep):
     assert paper_tables.is_comparable(sweep.assign(dataset="cityscapes"), directory)
 
 
-def test_parse_fraction():
-    assert matching.parse_eps("8/255") == pytest.approx(8 / 255)
-    assert matching.parse_eps("0.03") == pytest.approx(0.03)
-    assert math.isnan(matching.parse_eps(np.nan)) and math.isnan(matching.parse_eps(""))
+def test_budgets_are_numbers_read_from_their_text_once_and_written_back_as_text():
+    assert parse_eps("8/255") == pytest.approx(8 / 255) and parse_eps(8 / 255) == pytest.approx(8 / 255)
+    assert parse_eps("0.03") == pytest.approx(0.03)
+    assert math.isnan(parse_eps(np.nan)) and math.isnan(parse_eps("")) and math.isnan(parse_eps(None))
+    assert [eps_text(v) for v in (8 / 255, "16/255", 0.03)] == ["8/255", "16/255", 0.03] and math.isnan(eps_text(np.nan))
 
 
 def test_summary_view_keeps_the_readable_columns(sweep):

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from partrobust.report import claims, figures, paper, paper_tables, regenerate  # noqa: E402
 from partrobust.report import sweep_analysis as analysis  # noqa: E402
 from partrobust.runs import figures_command  # noqa: E402
-from partrobust.core.results import RESULTS_FILE  # noqa: E402
+from partrobust.core.results import RESULTS_FILE, read_results  # noqa: E402
 from partrobust.report.masks import load_examples, save_examples  # noqa: E402
 from conftest import write_mini_paper_tables  # noqa: E402
 from test_analysis import acc, frame, run_rows  # noqa: E402
@@ -78,7 +78,7 @@ def pi_runs(**extra) -> pd.DataFrame:
     """Part-ImageNet runs: two PGD ResNet settings (lr 0.1 more robust), one evaluated at 8 and 16/255; a TRADES run."""
     return frame(
         run_rows("r-a", "resnet", "pgd", acc(70.0, 30.0, 40.0), dataset="part_imagenet", lr=0.1, **extra),
-        run_rows("r-a16", "resnet", "pgd", acc(70.0, 5.0, 6.0), dataset="part_imagenet", lr=0.1, eps="16/255", **extra),
+        run_rows("r-a16", "resnet", "pgd", acc(70.0, 5.0, 6.0), dataset="part_imagenet", lr=0.1, eps=16 / 255, **extra),
         run_rows("r-b", "resnet", "pgd", acc(75.0, 25.0, 33.0), dataset="part_imagenet", lr=0.05, **extra),
         run_rows("r-t", "resnet", "trades", acc(90.0, 8.0, 9.0), dataset="part_imagenet", lr=0.1, beta=0.1, **extra),
     )
@@ -123,10 +123,10 @@ def test_table1_uses_the_selected_setting_and_the_builtin_data_never_matches(tab
 
 def test_table11_reads_the_selected_model_at_each_eps(tables_dir):
     runs = [run_rows(f"d-{e}", "downsampled", "pgd", {"autoattack_accuracy": v, "clean_accuracy": 80.0}, dataset="part_imagenet",
-                     eps=f"{e}/255") for e, v in [(8, 40.0), (16, 14.0), (32, 0.5)]]
+                     eps=e / 255) for e, v in [(8, 40.0), (16, 14.0), (32, 0.5)]]
     side = paper.side_by_side(frame(*runs), 11, tables_dir)
-    values = {r.eps: r.ours for r in side[(side.dataset == "part_imagenet") & (side.model == "downsampled")].itertuples()}
-    assert values["8/255"] == 40.0 and values["16/255"] == 14.0 and values["32/255"] == 0.5 and np.isnan(values["24/255"])
+    values = {round(r.eps * 255): r.ours for r in side[(side.dataset == "part_imagenet") & (side.model == "downsampled")].itertuples()}
+    assert values[8] == 40.0 and values[16] == 14.0 and values[32] == 0.5 and np.isnan(values[24])
 
 
 def test_table5_keeps_runs_with_and_without_part_labels_apart(tables_dir):
@@ -191,7 +191,7 @@ def test_non_adversarial_claim_agrees_with_notebook_04s_table(tables_dir):
     """The report's claim for Tables 2-4 and notebook 04's table are two paths to the same means and Welch p."""
     from partrobust.report.robustness import benchmark_table
 
-    results = paper.with_source(pd.read_csv(REPO / "figures" / "builtin_robustness" / RESULTS_FILE))
+    results = paper.with_source(read_results(REPO / "figures" / "builtin_robustness" / RESULTS_FILE))
     side = paper.all_side_by_side(results, tables_dir, numbers=(2, 3, 4))
     builtin = pd.concat([paper.builtin_table(results, n, tables_dir) for n in (2, 3, 4)], ignore_index=True)
     source = results["source"].iloc[0]
@@ -237,7 +237,7 @@ def test_sweep_figures_are_missing_until_a_column_varies():
         figures.fig08_benchmarks(figures.FigureData.of(two))
     with pytest.raises(figures.Missing, match="eps"):
         figures.table11_eps(figures.FigureData.of(two))
-    at16 = frame(run_rows("d1", "downsampled", "pgd", {"autoattack_accuracy": 9.0}, c_seg=0.5, eps="16/255"))
+    at16 = frame(run_rows("d1", "downsampled", "pgd", {"autoattack_accuracy": 9.0}, c_seg=0.5, eps=16 / 255))
     curve = figures.table11_eps(figures.FigureData.of(pd.concat([one, at16])))["table11_eps"]
     line = [ln for ln in curve.axes[0].lines if len(ln.get_xdata()) == 2][0]
     assert list(line.get_xdata()) == [8.0, 16.0] and list(line.get_ydata()) == [30.0, 9.0]

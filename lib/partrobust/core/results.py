@@ -8,11 +8,13 @@ was measured. Writers add rows under a lock (`add_results`); readers gather whol
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
+from .config import format_fraction, parse_fraction
 from .fileio import atomic_write_text, file_lock
 from .metrics import EVALUATION_COLUMNS, split_metric
 
@@ -43,6 +45,9 @@ RESULT_INDEX: dict[str, str] = {
 """Results column -> config key: the fields the paper's tables are indexed by (empty where inapplicable)."""
 
 RESULTS_FILE = "results.csv"
+EPS_COLUMNS = ("eps", "train_eps")
+"""Budgets: written as ``8/255`` in the files (readable), numbers in [0, 1] in every frame read from them
+(`parse_eps`, at the edge), written back by `results_csv`."""
 RUN_COLUMNS = ["experiment", "run_id", "dataset", "training", *RESULT_INDEX]
 """Identifying columns of every result row: the run, the dataset and the config fields tables are indexed by."""
 METRIC_COLUMNS = ["metric", "value", "n", "note"]
@@ -83,8 +88,36 @@ def expand_evaluations(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         frame.at[i, "metric"] = metric
         frame.at[i, "run_id"] = f"{frame.at[i, 'run_id']}@{key}={value}"
-        frame.at[i, key] = float(value) if key in EVALUATION_COLUMNS else value
+        frame.at[i, key] = float(value) if key in EVALUATION_COLUMNS else parse_eps(value)
     return frame
+
+
+def parse_eps(value: Any) -> float:
+    """A budget cell as a number: ``"8/255"``, ``"0.03"`` or a number; an empty cell is NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return parse_fraction(float(value), "eps")
+    text = str(value).strip()
+    return math.nan if not text or text.lower() == "nan" else parse_fraction(text, "eps")
+
+
+def with_eps_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its `EPS_COLUMNS` as floats (the edge where results and paper tables are read)."""
+    present = [c for c in EPS_COLUMNS if c in frame.columns]
+    return frame.assign(**{c: frame[c].map(parse_eps).astype(float) for c in present}) if present else frame
+
+
+def eps_text(value: Any) -> Any:
+    """A budget for display and files: ``8/255`` for whole multiples of 1/255, the number otherwise, NaN kept."""
+    number = parse_eps(value)
+    return value if math.isnan(number) else format_fraction(number)
+
+
+def results_csv(frame: pd.DataFrame, **to_csv: Any) -> str:
+    """`frame` as CSV text with its budgets written as ``8/255`` (the inverse of reading)."""
+    present = [c for c in EPS_COLUMNS if c in frame.columns]
+    return frame.assign(**{c: frame[c].map(eps_text) for c in present}).to_csv(index=False, **to_csv)
 
 
 def distinguishing_columns(frame: pd.DataFrame) -> list[str]:
@@ -110,7 +143,7 @@ def add_results(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
             old = _read_stored(path)
             replaced = old.set_index(["run_id", "metric"]).index.isin(new.set_index(["run_id", "metric"]).index)
             new = pd.concat([old[~replaced], new], ignore_index=True) if (~replaced).any() else new
-        atomic_write_text(path, new.to_csv(index=False))
+        atomic_write_text(path, results_csv(new))
     return new
 
 
@@ -136,8 +169,9 @@ def _read_stored(path: str | Path) -> pd.DataFrame:
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """One results CSV, parametrised metrics as evaluations of their own (`expand_evaluations`)."""
-    return expand_evaluations(_read_stored(path))
+    """One results CSV, budgets as numbers (`with_eps_numbers`), parametrised metrics as evaluations of
+    their own (`expand_evaluations`)."""
+    return expand_evaluations(with_eps_numbers(_read_stored(path)))
 
 
 def gather_results(*paths: str | Path) -> pd.DataFrame:

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .matching import parse_eps
 from ..core.config import ParameterError
 from .paper import settings, side_by_side
 from .style import MODEL_COLORS, model_label, save_figure
@@ -69,7 +68,7 @@ def section_settings(results: pd.DataFrame) -> pd.DataFrame:
     """Our results averaged over seeds (`partrobust.report.paper.settings`) with a numeric ``eps_255`` column."""
     table = settings(results)
     if "eps" in table:
-        table["eps_255"] = table["eps"].map(lambda e: round(parse_eps(e) * 255, 3) if pd.notna(e) else np.nan)
+        table["eps_255"] = (table["eps"].astype(float) * 255).round(3)
     return table
 
 

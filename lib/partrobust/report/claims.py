@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .matching import parse_eps
 from .sweep_analysis import frontier, wide_runs
 from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, in_main_setup, with_source
 from .style import model_label
@@ -182,7 +181,7 @@ def no_masking_aa_below_pgd(results: pd.DataFrame, side: pd.DataFrame, builtin: 
 def no_masking_large_eps(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:
     """Gradient masking check (Table 11): at eps 32/255 the adversarial accuracy is near 0 (< 5 %)."""
     rows = results[(results["source"] == source) & results["metric"].isin(["autoattack_accuracy", "pgd_accuracy"])]
-    eps = rows["eps"].map(parse_eps) if not rows.empty else pd.Series(dtype=float)
+    eps = rows["eps"] if not rows.empty else pd.Series(dtype=float)
     large = rows[np.isclose(eps.astype(float), 32 / 255)] if not rows.empty else rows
     if large.empty:
         return "not yet run", f"needs evaluations at eps 32/255; produced by: {NOTEBOOK_03}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -24,7 +25,6 @@ from .paper import NOTEBOOK_03, NOTEBOOK_04, in_main_setup, settings, source_lab
 from .stats import seed_summary, seed_table_markdown
 from .style import MODEL_COLORS, TRAINING_MARKERS, model_label, save_figure
 from .sweep_analysis import frontier, present_metrics, wide_runs
-from .matching import parse_eps
 
 
 class Missing(Exception):
@@ -147,7 +147,7 @@ def accuracy_curve(data: FigureData, *, name: str, column: str, x_label: str, ti
         frame = frame[frame["training"].isin(["pgd", "trades"])]
     if frame.empty:
         raise Missing(needs)
-    x = frame[column].map(parse_eps) * 255 if column == "eps" else frame[column].astype(float)
+    x = frame[column].astype(float) * (255 if column == "eps" else 1)
     return {name: _line_figure(frame.assign(_x=x), "_x", x_label, title)}
 
 

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.config import parse_fraction
 
 SWEEP_SETUP: dict[str, Any] = {
     "labels": "parts",
@@ -22,16 +21,6 @@ columns to something else (an empty cell means the option does not apply and pas
 
 
 DECIMALS = 6
-
-
-def parse_eps(value: Any) -> float:
-    """An `eps`/`train_eps` cell (``"8/255"``, ``"0.03"`` or a number) as a float; empty -> NaN."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return float("nan")
-    text = str(value).strip()
-    if not text or text.lower() == "nan":
-        return float("nan")
-    return parse_fraction(float(value) if isinstance(value, (int, float, np.number)) else text, "eps")
 
 
 def _key(value: Any) -> str:

@@ -22,14 +22,14 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .matching import SWEEP_SETUP, _in_sweep_setup, _key, parse_eps
+from .matching import SWEEP_SETUP, _in_sweep_setup, _key
 from .paper_tables import load_paper_table
 from .sweep_analysis import select_best
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from ..core.results import setting_columns
 from .stats import mean_ci
 
-REFERENCE_EPS = "8/255"
+REFERENCE_EPS = 8 / 255
 """The paper's evaluation budget; the selection rule compares adversarial accuracy at this eps."""
 
 EVAL_COLUMNS = ("eps", "evaluators", "c_seg_attack")
@@ -177,8 +177,8 @@ def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 def _at_reference_eps(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows evaluated at the paper's eps (clean rows of a run evaluated elsewhere count as well)."""
-    eps = frame["eps"].map(parse_eps) if "eps" in frame else pd.Series(np.nan, index=frame.index)
-    return frame[eps.isna() | np.isclose(eps.astype(float), parse_eps(REFERENCE_EPS))]
+    eps = frame["eps"].astype(float) if "eps" in frame else pd.Series(np.nan, index=frame.index)
+    return frame[eps.isna() | np.isclose(eps, REFERENCE_EPS)]
 
 
 def in_main_setup(frame: pd.DataFrame, varies: Sequence[str] = ()) -> pd.Series:
@@ -279,10 +279,10 @@ def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec) -> pd.D
                 continue
             ours_values = pool[key].map(_key) if key in pool else pd.Series("", index=pool.index)
             match &= ours_values == _key(row.get(key))
-        adversarial = _key(parse_eps(row.get("eps"))) != ""  # clean and benchmark numbers print no eps
+        adversarial = _key(row.get("eps")) != ""  # clean and benchmark numbers print no eps
         if adversarial and not pool.empty:
-            eps = pool["eps"].map(parse_eps).map(_key) if "eps" in pool else pd.Series("", index=pool.index)
-            match &= eps == _key(parse_eps(row.get("eps")))
+            eps = pool["eps"].map(_key) if "eps" in pool else pd.Series("", index=pool.index)
+            match &= eps == _key(row.get("eps"))
         cells = pool[match]
         if rule is not None and not cells.empty:
             if rule not in chosen:

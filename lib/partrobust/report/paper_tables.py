@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..core.metrics import benchmark_metric
 from ..core.paths import find_repo_root
-from ..core.results import RUN_COLUMNS
+from ..core.results import RUN_COLUMNS, with_eps_numbers
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 
 PAPER_MODELS = {"resnet50": "resnet", "bounding_box": "bbox"}
@@ -81,7 +81,7 @@ def load_paper_table(number: int, directory: str | Path | None = None) -> pd.Dat
         if column in table.columns:
             table[column] = pd.to_numeric(table[column], errors="raise")
     table["table"] = table["table"].astype(int)
-    return table
+    return with_eps_numbers(table)
 
 
 def paper_as_results(tables: Sequence[int] = (8, 9, 10), directory: str | Path | None = None) -> pd.DataFrame:

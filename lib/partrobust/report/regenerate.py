@@ -27,7 +27,7 @@ import seaborn as sns
 
 from ..core.fileio import atomic_write_text
 from ..core.paths import find_repo_root
-from ..core.results import RESULT_COLUMNS, RESULTS_FILE, gather_results, read_results
+from ..core.results import RESULT_COLUMNS, RESULTS_FILE, eps_text, gather_results, read_results, results_csv
 from .claims import evaluate_claims
 from .figures import FIGURES, FigureData, Missing
 from .masks import EXAMPLES_FILE
@@ -89,7 +89,7 @@ def write_snapshot(experiment: str | Path, folder: str | Path) -> Path:
     results = gather_results(experiment)
     if results.empty:
         raise FileNotFoundError(f"{experiment} holds no results")
-    atomic_write_text(folder / RESULTS_FILE, results.sort_values(["run_id", "metric"]).to_csv(index=False))
+    atomic_write_text(folder / RESULTS_FILE, results_csv(results.sort_values(["run_id", "metric"])))
     first_seed = set(results[results["seed"] == results["seed"].min()]["run_id"])  # Fig. 5 shows one seed
     for npz in sorted(experiment.glob(f"*/figures/{EXAMPLES_FILE}")):
         if npz.parent.parent.name not in first_seed:
@@ -117,7 +117,7 @@ def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int) -> st
         shown = pd.DataFrame({
             "dataset": frame["dataset"].map(source_label), "training": frame["training"].fillna(""),
             "model": frame["model"].map(lambda m: model_label(m) if isinstance(m, str) else ""),
-            "row": frame["row"], "metric": frame["metric"].str.replace("_accuracy", ""), "eps": frame["eps"].fillna(""),
+            "row": frame["row"], "metric": frame["metric"].str.replace("_accuracy", ""), "eps": frame["eps"].map(eps_text).astype(object).fillna(""),
         })
         if with_paper:
             shown["paper"] = [_cell(v, c) for v, c in zip(frame["paper"], frame["paper_ci95"])]
@@ -168,7 +168,7 @@ def regenerate(inputs: Sequence[str | Path] | None = None, output_dir: str | Pat
     (paper_out / "tables").mkdir(parents=True, exist_ok=True)
     for old in [*paper_out.glob("*.png"), *paper_out.glob("*.pdf")]:
         old.unlink()  # a figure whose runs are gone must not linger
-    atomic_write_text(paper_out / "side_by_side.csv", side.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(paper_out / "side_by_side.csv", results_csv(side, float_format="%.6g"))
     for number in TABLES:
         text = table_markdown(side[side["table"] == number], builtin[builtin["table"] == number], number)
         atomic_write_text(paper_out / "tables" / f"table{number:02d}.md", text)

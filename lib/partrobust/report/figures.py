@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 
 from ..core.fileio import atomic_write_text
 from ..core.metrics import SUMMARY_METRICS
-from ..core.results import distinguishing_columns
+from ..core.results import distinguishing_columns, results_csv
 from .masks import EXAMPLES_FILE, load_examples, plot_examples
 from .paper import NOTEBOOK_03, NOTEBOOK_04, in_main_setup, settings, source_label, with_source
 from .stats import seed_summary, seed_table_markdown
@@ -361,7 +361,7 @@ def save_seed_report(results: pd.DataFrame, folder: str | Path, source: str, tit
     if summary.empty:
         raise ValueError(f"no {', '.join(SUMMARY_METRICS)} rows in the results: nothing to summarise")
     paths = {"summary": folder / SEED_SUMMARY, "table": folder / SEED_TABLE}
-    atomic_write_text(paths["summary"], summary.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(paths["summary"], results_csv(summary, float_format="%.6g"))
     atomic_write_text(paths["table"], seed_table_markdown(summary, results, source))
     if {"clean_accuracy", "autoattack_accuracy"} <= set(summary.metric):
         fig = plot_seed_summary(summary, title=title)

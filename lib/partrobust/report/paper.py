@@ -27,7 +27,7 @@ from .paper_tables import load_paper_table
 from .sweep_analysis import select_best
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from ..core.results import setting_columns
-from .stats import mean_ci
+from .stats import over_seeds
 
 REFERENCE_EPS = 8 / 255
 """The paper's evaluation budget; the selection rule compares adversarial accuracy at this eps."""
@@ -163,13 +163,9 @@ def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         return pd.DataFrame(columns=["source", "setting", "metric", "value", "ci95", "seeds", "n", "run_ids"])
     frame = with_source(results)
     columns = ["source", *setting_columns(frame)]
-    rows = []
-    for keys, group in frame.groupby([*columns, "metric"], sort=True, dropna=False):
-        per_run = group.groupby("run_id").agg(value=("value", "mean"), n=("n", "min"))
-        mean, half = mean_ci(per_run["value"].to_numpy(float), confidence)
-        rows.append({**dict(zip([*columns, "metric"], keys)), "value": mean, "ci95": half, "seeds": len(per_run),
-                     "n": per_run["n"].min(), "run_ids": " ".join(sorted(per_run.index.astype(str)))})
-    out = _derived(pd.DataFrame(rows))
+    means = over_seeds(frame, [*columns, "metric"], confidence, one_run_per_seed=False, sort=True)
+    means = means.rename(columns={"mean": "value", "half_width": "ci95"})[[*columns, "metric", "value", "ci95", "seeds", "n", "run_ids"]]
+    out = _derived(means)
     model_columns = [c for c in columns if c not in EVAL_COLUMNS]
     out["setting"] = ["|".join(map(str, values)) for values in out[model_columns].itertuples(index=False)]
     return out

@@ -23,7 +23,7 @@ from ..eval.benchmarks import CORRUPTIONS, benchmark_rows
 from ..data.prepared import read_image
 from .style import MODEL_COLORS, model_label
 from ..core.results import distinguishing_columns, setting_columns
-from .stats import format_mean_ci, mean_ci, seed_summary, t_test
+from .stats import format_mean_ci, over_seeds, seed_summary, t_test
 
 BENCHMARK_METRICS = {"common_corruption_accuracy": "corruptions", "spurious_correlation_accuracy": "spurious correlation",
                      "shape_vs_texture_accuracy": "shape vs texture"}
@@ -40,7 +40,7 @@ def benchmark_values(results: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFr
     """One row per run and metric: ``row`` (the model's label), ``seed``, ``metric``, ``value``."""
     frame = results[results["metric"].isin(metrics)].copy()
     frame["row"] = _setting_label(frame)
-    return frame[["row", "model", "dataset", "seed", "run_id", "metric", "value"]]
+    return frame[[c for c in ("row", "model", "dataset", "seed", "run_id", "metric", "value", "n") if c in frame.columns]]
 
 
 def benchmark_table(results: pd.DataFrame, metrics: Sequence[str] = ("clean_accuracy", *BENCHMARK_METRICS),
@@ -52,14 +52,12 @@ def benchmark_table(results: pd.DataFrame, metrics: Sequence[str] = ("clean_accu
     values = benchmark_values(results, metrics)
     base_rows = values[(values["model"] == baseline) & (values["row"] == model_label(baseline))]
     out = []
-    for (row, metric), cell in values.groupby(["row", "metric"], sort=False):
-        if cell["seed"].duplicated().any():
-            raise ValueError(f"{row}, {metric}: several runs share a seed ({cell['run_id'].tolist()}); pass one setting per model")
-        mean, half = mean_ci(cell["value"], confidence)
-        base = base_rows[base_rows["metric"] == metric]["value"]
-        t, p = (math.nan, math.nan) if row == model_label(baseline) or base.empty else t_test(cell["value"], base, equal_var)
-        out.append({"row": row, "model": cell["model"].iloc[0], "metric": metric, "mean": mean, "half_width": half,
-                    "seeds": len(cell), "difference": mean - base.mean() if len(base) else math.nan, "t": t, "p_value": p})
+    for cell in over_seeds(values, ["row", "model", "metric"], confidence).itertuples():
+        runs = values[(values["row"] == cell.row) & (values["metric"] == cell.metric)]["value"]
+        base = base_rows[base_rows["metric"] == cell.metric]["value"]
+        t, p = (math.nan, math.nan) if cell.row == model_label(baseline) or base.empty else t_test(runs, base, equal_var)
+        out.append({"row": cell.row, "model": cell.model, "metric": cell.metric, "mean": cell.mean, "half_width": cell.half_width,
+                    "seeds": cell.seeds, "difference": cell.mean - base.mean() if len(base) else math.nan, "t": t, "p_value": p})
     table = pd.DataFrame(out)
     rank = table["model"].map({m: i for i, m in enumerate(MODEL_COLORS)}).fillna(len(MODEL_COLORS))
     return table.assign(_rank=rank).sort_values(["_rank", "row"], kind="stable").drop(columns="_rank").reset_index(drop=True)
@@ -104,12 +102,11 @@ def plot_severity(results: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
     (dashed: background channel dropped)."""
     frame = severity_values(results)
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for (row, model), group in frame.groupby(["row", "model"], sort=False):
-        points = group.groupby("severity")["value"].agg(lambda v: mean_ci(v, confidence))
-        means = [m for m, _ in points]
-        halves = [0.0 if math.isnan(h) else h for _, h in points]
-        ax.errorbar(points.index, means, yerr=halves, marker="o", capsize=3, color=MODEL_COLORS.get(model), label=row,
-                    linestyle="--" if "no background" in row else "-")
+    points = over_seeds(frame, ["row", "model", "severity"], confidence, one_run_per_seed=False)
+    for (row, model), group in points.groupby(["row", "model"], sort=False):
+        group = group.sort_values("severity")
+        ax.errorbar(group["severity"], group["mean"], yerr=group["half_width"].fillna(0.0), marker="o", capsize=3,
+                    color=MODEL_COLORS.get(model), label=row, linestyle="--" if "no background" in row else "-")
     ax.set_xticks(sorted(frame["severity"].unique()))
     ax.set_xlabel("corruption severity (0: clean)")
     ax.set_ylabel("accuracy (%)")

@@ -2,9 +2,11 @@
 
 The paper reports robustness numbers as the mean over training seeds with a 95 % confidence
 interval (Tables 2-4, 6, 7). Here every number is computed from the tidy results of the runs
-(one row per run x metric, see `partrobust.core.results`): `seed_summary` groups the runs that differ
-only in their seed and gives, per group and metric, the mean, the sample standard deviation, the
-t-interval ``mean +/- t_{(1+c)/2, n-1} * sd / sqrt(n)`` and the run ids behind it.
+(one row per run x metric, see `partrobust.core.results`) by one aggregation, `over_seeds`: it
+groups runs that differ only in their seed and gives the mean, the sample standard deviation, the
+t-interval ``mean +/- t_{(1+c)/2, n-1} * sd / sqrt(n)`` and the run ids behind it. `seed_summary`
+(notebook 02, the study's table), `partrobust.report.paper.settings` (the paper join) and notebook
+04's `partrobust.report.robustness.benchmark_table` are views of it; `t_test` compares two groups.
 """
 from __future__ import annotations
 
@@ -43,9 +45,42 @@ def t_test(a: Sequence[float], b: Sequence[float], equal_var: bool = False) -> t
     return float(result.statistic), float(result.pvalue)
 
 
+OVER_SEEDS_COLUMNS = ["mean", "sd", "ci_low", "ci_high", "half_width", "confidence", "seeds", "n", "run_ids"]
+
+
+def over_seeds(frame: pd.DataFrame, by: Sequence[str], confidence: float = 0.95, *, one_run_per_seed: bool = True,
+               sort: bool = False) -> pd.DataFrame:
+    """The mean and Student-t interval over seeds: one row per group of runs equal in `by`.
+
+    This is the project's one aggregation over seeds (`seed_summary`, the paper join's `settings`,
+    notebook 04's tables all call it). A run counts once (its rows of a group are averaged first);
+    columns `OVER_SEEDS_COLUMNS`: mean, sample sd, CI bounds and half-width (`mean_ci`; NaN for one
+    run), the confidence, the number of runs (``seeds``), the fewest test images (``n``) and the run
+    ids in seed order. With `one_run_per_seed`, a group holding two runs with the same seed is an
+    error that names them (they differ in a key missing from `by`). Groups come in the order of
+    their first row (`sort`: sorted).
+    """
+    if "n" not in frame.columns:  # test images unknown
+        frame = frame.assign(n=math.nan)
+    rows = []
+    for keys, group in frame.groupby(list(by), sort=sort, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        per_run = group.groupby("run_id", sort=False).agg(value=("value", "mean"), n=("n", "min"), seed=("seed", "first"))
+        if one_run_per_seed and per_run["seed"].duplicated().any():
+            shared = per_run.index[per_run["seed"].duplicated(keep=False)].tolist()
+            raise ValueError(f"{dict(zip(by, keys))}: several runs share a seed ({shared}); group by the keys that tell them apart")
+        mean, half = mean_ci(per_run["value"].to_numpy(float), confidence)
+        rows.append({**dict(zip(by, keys)), "mean": mean, "sd": float(per_run["value"].std(ddof=1)) if len(per_run) > 1 else math.nan,
+                     "ci_low": mean - half, "ci_high": mean + half, "half_width": half, "confidence": confidence,
+                     "seeds": len(per_run), "n": per_run["n"].min(),
+                     "run_ids": " ".join(per_run.sort_values("seed", kind="stable").index.astype(str))})
+    return pd.DataFrame(rows, columns=[*by, *OVER_SEEDS_COLUMNS])
+
+
 def seed_summary(results: pd.DataFrame, by: Sequence[str] | None = None,
                  metrics: Sequence[str] = SUMMARY_METRICS, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per setting x metric: mean, sd, CI bounds, number of seeds, test images, run ids.
+    """One row per setting x metric (`over_seeds`; ``n`` is called ``test_images``), in the order
+    training, model, metric.
 
     A setting is a group of runs equal in `by` (default: every identifying column but the seed,
     `setting_columns`). Raises ValueError if a group holds two runs with the same seed.
@@ -55,24 +90,12 @@ def seed_summary(results: pd.DataFrame, by: Sequence[str] | None = None,
     if missing:
         raise ValueError(f"results lack column(s) {missing}")
     frame = results[results.metric.isin(metrics)]
-    rows = []
-    for keys, group in frame.groupby(list(by), sort=False, dropna=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        for metric, cell in group.groupby("metric", sort=False):
-            seeds = cell.seed.astype(int)
-            if seeds.duplicated().any():
-                dup = cell[seeds.duplicated(keep=False)].run_id.tolist()
-                raise ValueError(f"{dict(zip(by, keys))}, {metric}: several runs share a seed ({dup}); "
-                                 "group by the keys that tell them apart")
-            mean, half = mean_ci(cell.value.to_numpy(float), confidence)
-            rows.append({**dict(zip(by, keys)), "metric": metric, "mean": mean,
-                         "sd": float(cell.value.std(ddof=1)) if len(cell) > 1 else math.nan,
-                         "ci_low": mean - half, "ci_high": mean + half, "half_width": half, "confidence": confidence,
-                         "seeds": len(cell), "test_images": int(cell.n.min()),
-                         "run_ids": " ".join(cell.sort_values("seed").run_id)})
-    summary = pd.DataFrame(rows)
-    if summary.empty:
-        return summary
+    if frame.empty:
+        return pd.DataFrame()
+    setting = frame.groupby(by, sort=False, dropna=False).ngroup()  # each setting's metrics together, settings in order
+    frame = frame.assign(_setting=setting).sort_values("_setting", kind="stable").drop(columns="_setting")
+    summary = over_seeds(frame, [*by, "metric"], confidence).rename(columns={"n": "test_images"})
+    summary["test_images"] = summary["test_images"].astype(int)
     ranks = {"training": TRAINING_ORDER, "model": tuple(MODEL_LABELS), "metric": tuple(metrics)}
     keys = [k for k in ranks if k in summary.columns]
     rank_columns = {f"_{k}": summary[k].map(lambda v, known=ranks[k]: known.index(v) if v in known else len(known)) for k in keys}

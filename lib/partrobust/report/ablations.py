@@ -25,15 +25,13 @@ import pandas as pd
 import seaborn as sns
 
 from ..core.config import ParameterError
+from .figures import draw
 from .paper import settings, side_by_side
-from .style import MODEL_COLORS, model_label, save_figure
+from .style import MODEL_COLORS, metric_label, model_label, save_figure
 from .paper_tables import is_comparable
 from ..core.results import trained_run_ids
 
 
-METRIC_LABELS = {"clean_accuracy": "clean", "pgd_accuracy": "PGD", "autoattack_accuracy": "AutoAttack",
-                 "rays_accuracy": "RayS", **{f"two_stage_{s}_accuracy": f"two-stage {s.replace('_', ' ')}"
-                                            for s in ("untargeted", "random", "mc_random", "mc_sorted")}}
 TRAINING_METRICS = ("clean_accuracy", "autoattack_accuracy", "pgd_accuracy")
 
 
@@ -46,6 +44,8 @@ class Ablation:
     metrics: the metrics shown (those present in the results).
     tables: paper tables shown side by side (empty: the paper has a figure, not a table).
     verdict: results of the section -> one sentence.
+    figure: the paper figure (`partrobust.report.figures.FIGURES`) that shows the section, drawn by the
+        same function as ``make figures``; None: a table-like figure of the section (`plot_ablation`).
     """
 
     name: str
@@ -59,6 +59,7 @@ class Ablation:
     metrics: tuple[str, ...] = TRAINING_METRICS
     tables: tuple[int, ...] = ()
     hue: str = "model"
+    figure: str | None = None
 
 
 # --------------------------------------------------------------------------- tables
@@ -85,16 +86,16 @@ def ablation_table(results: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
         return pd.DataFrame()
     keys = [k for k in ("model", *ablation.keys) if k in table.columns]
     if ablation.x != "eps_255":
-        table = _at_reference_eps(table)
+        table = at_smallest_eps(table)
     wide = table.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean", dropna=False)
     seeds = table.groupby(keys, dropna=False)["seeds"].max()
     wide = wide.dropna(how="all")
-    wide = wide[[m for m in ablation.metrics if m in wide.columns]].rename(columns=METRIC_LABELS)
+    wide = wide[[m for m in ablation.metrics if m in wide.columns]].rename(columns=metric_label)
     wide["seeds"] = seeds.reindex(wide.index)
     return wide.round(1)
 
 
-def _at_reference_eps(table: pd.DataFrame) -> pd.DataFrame:
+def at_smallest_eps(table: pd.DataFrame) -> pd.DataFrame:
     """The rows evaluated at the smallest eps of `table` (the budget every ablation but the eps sweep is
     scored at), and the rows without an eps."""
     eps = table["eps_255"].dropna() if "eps_255" in table else pd.Series(dtype=float)
@@ -114,7 +115,10 @@ def long_values(results: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
 
 
 def plot_ablation(results: pd.DataFrame, ablation: Ablation) -> plt.Figure | None:
-    """Accuracy against the ablation's x, one panel per metric, one colour per `Ablation.hue` (None: no runs)."""
+    """The section's figure (None: no runs): its paper figure (`Ablation.figure`), or accuracy against the
+    ablation's x, one panel per metric, one colour per `Ablation.hue`."""
+    if ablation.figure is not None:
+        return draw(ablation.figure, results)
     data = long_values(results, ablation)
     if data.empty or ablation.x not in data:
         return None
@@ -164,8 +168,8 @@ def _part_models(table: pd.DataFrame) -> list[str]:
     return sorted(m for m in table["model"].dropna().unique() if m != "resnet")
 
 
-def _at_reference(results: pd.DataFrame) -> pd.DataFrame:
-    return _at_reference_eps(section_settings(results))
+def _at_smallest(results: pd.DataFrame) -> pd.DataFrame:
+    return at_smallest_eps(section_settings(results))
 
 
 def _holds(ok: bool | None) -> str:
@@ -173,7 +177,7 @@ def _holds(ok: bool | None) -> str:
 
 
 def verdict_part_labels(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     adv, bits, ok = _adv_metric(table), [], []
     for model in _part_models(table):
         d_clean = _cell(table, "clean_accuracy", model=model, seg_labels="yes") - _cell(table, "clean_accuracy", model=model, seg_labels="no")
@@ -195,7 +199,7 @@ def _spearman(table: pd.DataFrame, metric: str, model: str, column: str) -> floa
 
 
 def verdict_c_seg(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     adv, bits, trend = _adv_metric(table), [], []
     for model in _part_models(table):
         r_clean, r_adv = _spearman(table, "clean_accuracy", model, "c_seg"), _spearman(table, adv, model, "c_seg")
@@ -219,7 +223,7 @@ def _best(table: pd.DataFrame, adv: str, **where) -> tuple[float, float]:
 
 
 def verdict_object_labels(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     adv = _adv_metric(table)
     part, obj = _best(table, adv, seg_label_level="part"), _best(table, adv, seg_label_level="object")
     ok = None if np.isnan(part[1]) or np.isnan(obj[1]) else part[0] > obj[0] and part[1] > obj[1]
@@ -228,7 +232,7 @@ def verdict_object_labels(results: pd.DataFrame) -> str:
 
 
 def verdict_label_kinds(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     adv = _adv_metric(table)
     base = _cell(table, adv, model="resnet")
     kinds = [k for k in ("segmentation", "bounding_boxes", "centroids") if (table.get("label_type") == k).any()]
@@ -244,7 +248,7 @@ def _difference(table: pd.DataFrame, metric: str, key: str, a, b) -> float:
 
 
 def verdict_background(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     adv = _adv_metric(table)
     d_clean = _difference(table, "clean_accuracy", "background", "without", "with")
     d_adv = _difference(table, adv, "background", "without", "with")
@@ -261,7 +265,7 @@ def _spread(table: pd.DataFrame, metric: str, **where) -> float:
 
 
 def verdict_pool_size(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     table = table[table["model"] == "downsampled"]
     adv = _adv_metric(table)
     clean, robust = _spread(table, "clean_accuracy"), _spread(table, adv)
@@ -271,7 +275,7 @@ def verdict_pool_size(results: pd.DataFrame) -> str:
 
 
 def verdict_heads(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     adv = _adv_metric(table)
     best = {m: _best(table, adv, model=m) for m in ("downsampled", "bbox", "two_headed", "pixel") if (table["model"] == m).any()}
     listing = ", ".join(f"{model_label(m)} {v[0]:.1f} / {v[1]:.1f}" for m, v in best.items())
@@ -282,7 +286,7 @@ def verdict_heads(results: pd.DataFrame) -> str:
 
 
 def verdict_concat_input(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     adv = _adv_metric(table)
     plain, concat = _best(table, adv, concat_input="no"), _best(table, adv, concat_input="yes")
     ok = None if np.isnan(plain[1]) or np.isnan(concat[1]) else concat[1] <= plain[1]
@@ -291,7 +295,7 @@ def verdict_concat_input(results: pd.DataFrame) -> str:
 
 
 def verdict_label_fraction(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     adv, bits, ok = _adv_metric(table), [], []
     base = _cell(table, adv, model="resnet")
     for model in _part_models(table):
@@ -317,13 +321,13 @@ def verdict_eps_sweep(results: pd.DataFrame) -> str:
     top = rows[rows["eps_255"] == rows["eps_255"].max()]
     worst = float(top["value"].max())
     ok = worst <= 5.0
-    return (f"At eps {rows['eps_255'].max():g}/255 the highest {METRIC_LABELS[adv]} accuracy is {worst:.1f} %: the paper's "
+    return (f"At eps {rows['eps_255'].max():g}/255 the highest {metric_label(adv)} accuracy is {worst:.1f} %: the paper's "
             f"conclusion (accuracy falls to about 0, so the gradients are useful) {_holds(ok)}.")
 
 
 def verdict_seg_attack(results: pd.DataFrame) -> str:
     table = section_settings(results)
-    rows = _at_reference_eps(table[table["metric"] == "pgd_accuracy"]).copy()
+    rows = at_smallest_eps(table[table["metric"] == "pgd_accuracy"]).copy()
     rows["c_seg_attack"] = pd.to_numeric(rows["c_seg_attack"], errors="coerce")
     bits, ok = [], []
     for model in _part_models(rows):
@@ -339,7 +343,7 @@ def verdict_seg_attack(results: pd.DataFrame) -> str:
 
 
 def verdict_two_stage(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     bits, ok = [], []
     for model in _part_models(table):
         own = table[table["model"] == model]
@@ -349,7 +353,7 @@ def verdict_two_stage(results: pd.DataFrame) -> str:
         if stages.empty or np.isnan(aa):
             continue
         best = stages.loc[stages["value"].idxmin()]
-        bits.append(f"{model_label(model)}: strongest two-stage attack {METRIC_LABELS.get(best['metric'], best['metric'])} "
+        bits.append(f"{model_label(model)}: strongest two-stage attack {metric_label(best['metric'])} "
                     f"{best['value']:.1f} %, AutoAttack {aa:.1f} %")
         ok.append(best["value"] >= aa - 1.0)
     return (f"{'; '.join(bits) or 'no runs'}. The paper's conclusion (no two-stage attack beats AutoAttack) "
@@ -357,7 +361,7 @@ def verdict_two_stage(results: pd.DataFrame) -> str:
 
 
 def verdict_rays(results: pd.DataFrame) -> str:
-    table = _at_reference(results)
+    table = _at_smallest(results)
     bits, ok = [], []
     for model in _part_models(table):
         own = table[table["model"] == model]
@@ -382,7 +386,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("c_seg", "The weight of the segmentation loss", "Fig. 9",
              "c_seg weighs the segmentation loss against the (adversarial) classification loss in Eq. 5.",
              "inconclusive; a vague trend: larger c_seg, higher clean and lower adversarial accuracy",
-             ("c_seg",), "c_seg", verdict_c_seg),
+             ("c_seg",), "c_seg", verdict_c_seg, figure="fig09_cseg"),
     Ablation("object_labels", "Object masks instead of part masks", "Table 15",
              "Are part labels needed, or would cheaper object masks do? The Downsampled model is trained on masks where "
              "every part of an object has the object's label.",
@@ -413,12 +417,13 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("label_fraction", "Fewer part labels", "Fig. 10",
              "Only a fraction of the training images keep their part masks; the rest train the classifier only.",
              "clean accuracy falls with fewer labels, adversarial accuracy stays, every part model stays above the ResNet",
-             ("label_fraction",), "label_fraction", verdict_label_fraction),
+             ("label_fraction",), "label_fraction", verdict_label_fraction, figure="fig10_label_fraction"),
     Ablation("eps_sweep", "Larger perturbations", "Table 11",
              "PGD and AutoAttack at 8, 16, 24, 32 /255 on the same models: a model whose gradients are useful to the "
              "attacker must fall to about 0 at large eps.",
              "accuracy falls to about 0-2 % at 32/255",
-             ("eps_255",), "eps_255", verdict_eps_sweep, metrics=("autoattack_accuracy", "pgd_accuracy"), tables=(11,)),
+             ("eps_255",), "eps_255", verdict_eps_sweep, metrics=("autoattack_accuracy", "pgd_accuracy"), tables=(11,),
+             figure="table11_eps"),
     Ablation("seg_attack", "PGD that also attacks the segmenter", "Table 12",
              "PGD on (1 - c) L_cls + c L_seg: does fooling the segmenter too make a stronger attack?",
              "no: the larger c, the weaker the attack; the classification loss alone is the strongest",

@@ -29,7 +29,7 @@ from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from ..core.results import setting_columns
 from .stats import over_seeds
 
-REFERENCE_EPS = 8 / 255
+PAPER_EPS = 8 / 255
 """The paper's evaluation budget; the selection rule compares adversarial accuracy at this eps."""
 
 EVAL_COLUMNS = ("eps", "evaluators", "c_seg_attack")
@@ -171,10 +171,10 @@ def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     return out
 
 
-def _at_reference_eps(frame: pd.DataFrame) -> pd.DataFrame:
+def at_paper_eps(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows evaluated at the paper's eps (clean rows of a run evaluated elsewhere count as well)."""
     eps = frame["eps"].astype(float) if "eps" in frame else pd.Series(np.nan, index=frame.index)
-    return frame[eps.isna() | np.isclose(eps, REFERENCE_EPS)]
+    return frame[eps.isna() | np.isclose(eps, PAPER_EPS)]
 
 
 def in_main_setup(frame: pd.DataFrame, varies: Sequence[str] = ()) -> pd.Series:
@@ -189,7 +189,7 @@ def selected_settings(frame: pd.DataFrame, rule: str = "paper", group_by: Sequen
     eps 8/255; ``A``: highest shape-vs-texture accuracy; ``B``: highest mean of the spurious
     correlation and common corruption accuracies (Table 6's two hyperparameter sets).
     """
-    pool = _at_reference_eps(frame)
+    pool = at_paper_eps(frame)
     if pool.empty:
         return set()
     wide = pool.pivot_table(index=["setting", "source", "model", "training", *group_by], columns="metric", values="value",

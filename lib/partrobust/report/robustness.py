@@ -6,6 +6,7 @@ of `partrobust.eval.benchmarks` (``eval.benchmarks``):
 * `benchmark_table`: per model, the mean and 95 % Student-t interval over seeds of clean accuracy
   and each benchmark, and a two-sample t-test of each part model against the ResNet;
 * `corruption_table` (Table 7) and `plot_severity` (accuracy against severity);
+* Fig. 8 itself is `partrobust.report.figures.fig08_benchmarks`, the function ``make figures`` draws it with;
 * `plot_texture_cue`: shape-vs-texture accuracy of models trained with a stronger and stronger
   texture cue (the built-in data's check that the benchmark measures what it claims to);
 * `plot_benchmark_examples`: a grid of each benchmark's images.
@@ -21,25 +22,18 @@ import pandas as pd
 
 from ..eval.benchmarks import CORRUPTIONS, benchmark_rows
 from ..data.prepared import read_image
-from .style import MODEL_COLORS, model_label
+from ..core.metrics import BENCHMARK_METRICS
+from .style import MODEL_COLORS, dropped_background, metric_label, model_label, model_variant_labels
 from ..core.results import distinguishing_columns, setting_columns
 from .stats import format_mean_ci, over_seeds, seed_summary, t_test
 
-BENCHMARK_METRICS = {"common_corruption_accuracy": "corruptions", "spurious_correlation_accuracy": "spurious correlation",
-                     "shape_vs_texture_accuracy": "shape vs texture"}
 BASELINE = "resnet"
-
-
-def _setting_label(frame: pd.DataFrame) -> pd.Series:
-    """Model name, plus "(no background)" for a part model whose background channel is dropped (Table 16)."""
-    label = frame["model"].map(model_label)
-    return label.where(~_dropped(frame), label + " (no background)")
 
 
 def benchmark_values(results: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """One row per run and metric: ``row`` (the model's label), ``seed``, ``metric``, ``value``."""
     frame = results[results["metric"].isin(metrics)].copy()
-    frame["row"] = _setting_label(frame)
+    frame["row"] = model_variant_labels(frame)
     return frame[[c for c in ("row", "model", "dataset", "seed", "run_id", "metric", "value", "n") if c in frame.columns]]
 
 
@@ -65,11 +59,10 @@ def benchmark_table(results: pd.DataFrame, metrics: Sequence[str] = ("clean_accu
 
 def benchmark_view(table: pd.DataFrame) -> pd.DataFrame:
     """`benchmark_table` as the paper prints it: 'mean ± CI' per metric, and p against the ResNet."""
-    labels = {"clean_accuracy": "clean", **BENCHMARK_METRICS}
     rows = {}
     for _, r in table.iterrows():
         row = rows.setdefault(r["row"], {"model": r["row"], "seeds": r["seeds"]})
-        name = labels.get(r["metric"], r["metric"])
+        name = metric_label(r["metric"])
         row[name] = format_mean_ci(r["mean"], r["half_width"])
         if r["metric"] != "clean_accuracy" and not math.isnan(r["p_value"]):
             row[f"{name}: p vs ResNet"] = f"{r['p_value']:.2g}"
@@ -94,7 +87,7 @@ def severity_values(results: pd.DataFrame) -> pd.DataFrame:
     frame["severity"] = frame["metric"].str.extract(r"severity(\d+)", expand=False).astype(int)
     clean = results[results["metric"] == "clean_accuracy"].assign(severity=0)
     both = pd.concat([clean, frame], ignore_index=True)
-    return both.assign(row=_setting_label(both))
+    return both.assign(row=model_variant_labels(both))
 
 
 def plot_severity(results: pd.DataFrame, confidence: float = 0.95) -> plt.Figure:
@@ -116,31 +109,12 @@ def plot_severity(results: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
     return fig
 
 
-def plot_benchmarks_vs_clean(results: pd.DataFrame) -> plt.Figure:
-    """Fig. 8: each run's accuracy on each benchmark against its clean accuracy."""
-    wide = results[results["metric"].isin(["clean_accuracy", *BENCHMARK_METRICS])].pivot_table(
-        index=["run_id", "model", "dataset"], columns="metric", values="value").reset_index()
-    present = [m for m in BENCHMARK_METRICS if m in wide]
-    if not present or "clean_accuracy" not in wide:
-        raise ValueError("no runs with both clean accuracy and a benchmark")
-    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], present):
-        for model, group in wide.groupby("model", sort=False):
-            ax.scatter(group["clean_accuracy"], group[metric], color=MODEL_COLORS.get(model), label=model_label(model))
-        ax.set_xlabel("clean accuracy (%)")
-        ax.set_ylabel(f"{BENCHMARK_METRICS[metric]} accuracy (%)")
-        ax.legend()
-    fig.suptitle("Non-adversarial robustness against clean accuracy (cf. Fig. 8)")
-    fig.tight_layout()
-    return fig
-
-
 def texture_cue_values(results: pd.DataFrame) -> pd.DataFrame:
     """Shape-vs-texture and clean accuracy per run with the training data's texture-cue probability
     (read from the dataset name ``...-texture<p>``; 0 for the plain built-in data)."""
     frame = results[results["metric"].isin(["clean_accuracy", "shape_vs_texture_accuracy", "shape_vs_texture_texture_rate"])].copy()
     cue = frame["dataset"].str.extract(r"-texture([0-9.]+)$", expand=False).astype(float).fillna(0.0)
-    return frame.assign(texture_cue_prob=cue, row=_setting_label(frame))
+    return frame.assign(texture_cue_prob=cue, row=model_variant_labels(frame))
 
 
 def plot_texture_cue(results: pd.DataFrame) -> plt.Figure:
@@ -210,7 +184,7 @@ def hparam_sets(results: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"hparam_sets needs all three benchmarks; missing {missing}")
     wide = wide.dropna(subset=list(BENCHMARK_METRICS), how="all").reset_index(drop=True)  # the pivot's empty combinations
-    wide["row"] = _setting_label(wide)
+    wide["row"] = model_variant_labels(wide)
     wide["_b"] = wide[["spurious_correlation_accuracy", "common_corruption_accuracy"]].mean(axis=1)
     varied = [c for c in distinguishing_columns(summary) if c in wide and c != "drop_background"]
     rows = []
@@ -218,14 +192,15 @@ def hparam_sets(results: pd.DataFrame) -> pd.DataFrame:
         for name, score in (("A", "shape_vs_texture_accuracy"), ("B", "_b")):
             best = group.sort_values(score, ascending=False, kind="stable").iloc[0]
             rows.append({"model": row, "set": name, **{c: best[c] for c in varied},
-                         **{BENCHMARK_METRICS[m]: round(best[m], 1) for m in BENCHMARK_METRICS}})
+                         **{metric_label(m): round(best[m], 1) for m in BENCHMARK_METRICS}})
     return pd.DataFrame(rows)
 
 
 def conclusions(table: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     """One sentence per benchmark: do the part models beat the ResNet here (difference and p)?"""
     lines = []
-    for metric, name in BENCHMARK_METRICS.items():
+    for metric in BENCHMARK_METRICS:
+        name = metric_label(metric)
         rows = table[(table["metric"] == metric) & (table["model"] != BASELINE)]
         if rows.empty or table[(table["metric"] == metric) & (table["model"] == BASELINE)].empty:
             continue
@@ -238,15 +213,10 @@ def conclusions(table: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     return lines
 
 
-def _dropped(frame: pd.DataFrame) -> pd.Series:
-    column = frame.get("drop_background", pd.Series(False, index=frame.index))
-    return column.map(lambda v: str(v).lower() in {"true", "1", "1.0"})
-
-
 def texture_cue_results(results: pd.DataFrame, cue: pd.DataFrame) -> pd.DataFrame:
     """The texture-cue runs (`cue`) with their cue-free counterparts from `results` (same models and seeds,
     background kept), for `plot_texture_cue`."""
     if cue.empty:
         return cue
-    plain = results[results["model"].isin(set(cue["model"])) & results["seed"].isin(set(cue["seed"])) & ~_dropped(results)]
+    plain = results[results["model"].isin(set(cue["model"])) & results["seed"].isin(set(cue["seed"])) & ~dropped_background(results)]
     return pd.concat([plain, cue], ignore_index=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .style import METRIC_LABELS, MODEL_LABELS, TRAINING_ORDER, model_label
+from .style import MODEL_LABELS, TRAINING_ORDER, metric_label, model_label
 from ..core.metrics import SUMMARY_METRICS
 from ..core.results import distinguishing_columns, setting_columns
 
@@ -113,10 +113,10 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Wide view of `seed_summary`: one row per setting (training, model and whatever else varies,
     empty where it does not apply), one 'mean ± CI' column per metric, plus the number of seeds."""
     index = ["training", "model", *distinguishing_columns(summary)]
-    labels = [METRIC_LABELS.get(m, m) for m in SUMMARY_METRICS if m in set(summary.metric)]
+    labels = [metric_label(m) for m in SUMMARY_METRICS if m in set(summary.metric)]
     rows = []
     for keys, group in summary.astype({c: object for c in index}).fillna({c: "" for c in index}).groupby(index, sort=False):
-        cells = {METRIC_LABELS.get(m, m): format_mean_ci(r["mean"], r.half_width) for m, r in group.set_index("metric").iterrows()}
+        cells = {metric_label(m): format_mean_ci(r["mean"], r.half_width) for m, r in group.set_index("metric").iterrows()}
         rows.append({**dict(zip(index, keys)), **{label: cells.get(label, "") for label in labels}, "seeds": int(group.seeds.min())})
     return pd.DataFrame(rows).set_index(index)
 
@@ -131,7 +131,7 @@ def seed_table_markdown(summary: pd.DataFrame, results: pd.DataFrame, source: st
     caption = (f"Accuracy (%) on the first {int(summary.test_images.min())} test images: mean ± {100 * confidence:.0f}% "
                f"Student-t confidence interval over seeds; {results.run_id.nunique()} runs of `{source}`.")
     lines = [table.to_markdown(index=False), "", caption, ""]
-    lines += [f"- {METRIC_LABELS.get(m, m)}: {note}." for m, note in notes.items()]
+    lines += [f"- {metric_label(m)}: {note}." for m, note in notes.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -77,4 +77,4 @@ def test_readme_shows_the_committed_cpu_benchmark():
     readme, report = (root / "README.md").read_text(), (root / "figures/bench/bench-cpu.md").read_text()
     shown = readme.split("<!-- bench-cpu:start -->\n", 1)[1].split("<!-- bench-cpu:end -->", 1)[0]
     assert shown.strip() == report.strip(), ("README's benchmark block differs from figures/bench/bench-cpu.md: run "
-                                             "`python -m partrobust.readme figures/bench/bench-cpu.md bench-cpu`")
+                                             "`python -m partrobust.report.readme figures/bench/bench-cpu.md bench-cpu`")

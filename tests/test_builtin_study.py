@@ -46,5 +46,5 @@ def test_readme_shows_the_committed_study_table():
     start, end = "<!-- builtin-study-table:start -->\n", "<!-- builtin-study-table:end -->"
     assert start in readme and end in readme, "README lacks the built-in study table markers"
     shown = readme.split(start, 1)[1].split(end, 1)[0]
-    assert shown.strip() == table.strip(), "README's study table differs from figures/builtin_study/table.md: run `python -m partrobust.readme figures/builtin_study/table.md builtin-study-table` (make study does)"
+    assert shown.strip() == table.strip(), "README's study table differs from figures/builtin_study/table.md: run `python -m partrobust.report.readme figures/builtin_study/table.md builtin-study-table` (make study does)"
     assert (STUDY_FIGURES / "clean_vs_autoattack.png").is_file()

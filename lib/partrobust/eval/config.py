@@ -43,7 +43,7 @@ class EvalConfig(Section):
     style_decoder: str | None = Field(None, description="shape_vs_texture: local AdaIN decoder weights (decoder.pth)")
     style_alpha: float = Field(1.0, ge=0, le=1, description="shape_vs_texture: AdaIN style strength")
     evaluators: list[Literal["eps_sweep", "seg_pgd", "two_stage", "rays"]] = Field(
-        [], description="attack-side evaluations after PGD and AutoAttack (notebook 03; partrobust.evaluators)")
+        [], description="attack-side evaluations after PGD and AutoAttack (notebook 03; partrobust.eval.evaluators)")
     eps_sweep: list[Fraction] = Field(["16/255", "24/255", "32/255"], description="eps_sweep: further budgets for PGD and AutoAttack (Table 11); the PGD step scales with eps")
     c_seg_attack: list[float] = Field([0.1, 0.3, 0.5, 0.7, 0.9], description="seg_pgd: weights of the segmentation loss in the PGD objective (Table 12)")
     two_stage_strategies: list[Literal["untargeted", "random", "mc_random", "mc_sorted"]] = Field(

@@ -1,7 +1,8 @@
-"""Test-time evaluation: clean, PGD and AutoAttack accuracy, and pixel-wise segmentation accuracy.
+"""Per-sample outcomes of an evaluation: predictions and predicted masks, pixel accuracy, and attacked batches.
 
-All evaluation runs in eval mode and fp32 (no autocast). The test PGD follows the paper's
-setting: 100 steps of size 0.001, 5 restarts, eps 8/255, per-sample worst case over restarts.
+All evaluation runs in eval mode and fp32 (no autocast). Batch j of an attacked evaluation starts from
+the seed ``item_seed(seed, j)`` in whichever process owns it, so its outcome does not depend on the
+number of processes (`sample_outcomes`).
 """
 from __future__ import annotations
 

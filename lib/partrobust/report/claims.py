@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .sweep_analysis import frontier, wide_runs
+from ..core.metrics import benchmark_metric
 from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, in_main_setup, with_source
 from .style import model_label
 from .stats import t_test
@@ -129,7 +130,7 @@ def beats_resnet(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFram
     return _verdict(comparisons, gaps, MAIN_RUNS if not source.startswith("builtin:") else "make study")
 
 
-BENCHMARK_TABLES = {2: "common_corruption_accuracy", 3: "spurious_correlation_accuracy", 4: "shape_vs_texture_accuracy"}
+BENCHMARK_TABLES = {2: benchmark_metric("common_corruption"), 3: benchmark_metric("spurious_correlation"), 4: benchmark_metric("shape_vs_texture")}
 
 
 def beats_resnet_benchmarks(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:

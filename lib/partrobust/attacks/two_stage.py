@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.prepared import UNLABELLED
+from ..models.heads import TwoHeadedHead
 from .base import eval_mode
 from .pgd import PGD, Objective, WorstCase, cross_entropy_objective
 from .seg_pgd import check_masks, check_part_model, seg_sum_objective
-from ..models.heads import TwoHeadedHead
 
 STRATEGIES = ("untargeted", "random", "mc_random", "mc_sorted")
 """Paper names: Untargeted, Random, Most-confident (random), Most-confident (sorted)."""

@@ -10,8 +10,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .prepared import UNLABELLED
-from .prepared import DatasetMetadata, PreparedDatasetError, read_image, read_mask, read_split, validate_prepared
+from .prepared import UNLABELLED, DatasetMetadata, PreparedDatasetError, read_image, read_mask, read_split, validate_prepared
 from .transforms import JointTransform, to_float_and_long
 
 

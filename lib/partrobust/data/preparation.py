@@ -13,10 +13,10 @@ from typing import Callable, Literal
 from pydantic import Field, model_validator
 
 from ..core.config import ParameterError, Section
-from . import DatasetMetadata, SyntheticConfig, generate_synthetic, scan_prepared
 from ..core.fileio import remove_stale_temporaries
-from ..core.registry import Registry
 from ..core.paths import refuse_source_location
+from ..core.registry import Registry
+from . import DatasetMetadata, SyntheticConfig, generate_synthetic, scan_prepared
 from .sources.cityscapes import convert_cityscapes
 from .sources.part_imagenet import convert_part_imagenet
 from .sources.pascal_part import convert_pascal_part

@@ -40,7 +40,21 @@ from typing import Any
 import numpy as np
 
 from .convert import run_jobs
-from .prepared import METADATA_FILE, SPLITS, DatasetMetadata, PartInfo, PreparedDatasetError, load_metadata, read_split, split_path, validate_prepared, write_image, write_mask, write_metadata, write_split
+from .prepared import (
+    METADATA_FILE,
+    SPLITS,
+    DatasetMetadata,
+    PartInfo,
+    PreparedDatasetError,
+    load_metadata,
+    read_split,
+    split_path,
+    validate_prepared,
+    write_image,
+    write_mask,
+    write_metadata,
+    write_split,
+)
 
 GENERATOR = "partrobust.data.synthetic"
 GENERATOR_VERSION = 2

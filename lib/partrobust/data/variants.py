@@ -42,7 +42,20 @@ from typing import Any
 import numpy as np
 
 from .convert import finish, run_jobs
-from .prepared import METADATA_FILE, SPLITS, DatasetMetadata, PartInfo, PreparedDatasetError, atomic_write_text, load_metadata, read_mask, read_split, split_path, validate_prepared, write_mask
+from .prepared import (
+    METADATA_FILE,
+    SPLITS,
+    DatasetMetadata,
+    PartInfo,
+    PreparedDatasetError,
+    atomic_write_text,
+    load_metadata,
+    read_mask,
+    read_split,
+    split_path,
+    validate_prepared,
+    write_mask,
+)
 
 LABEL_VARIANTS: tuple[str, ...] = ("object", "bbox")
 GENERATOR = "partrobust.data.variants"

@@ -40,7 +40,6 @@ from .context import EvalContext, pgd_note, setting_name
 from .masking import masking_checks
 from .outcomes import sample_outcomes
 
-
 EVALUATORS: Registry[Callable[[EvalContext], None]] = Registry("evaluator")
 """Evaluator name -> function(context) that records its outcomes and rows in the context."""
 

@@ -6,14 +6,12 @@ number of processes (`sample_outcomes`).
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..attacks import PGD, check_images, check_logits
-
 from ..core.distributed import SINGLE, Dist, item_seed
 from ..data.prepared import UNLABELLED
 

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.registry import Registry
 from .config import ModelConfig
 from .segmenter import DECODER_CHANNELS
-from ..core.registry import Registry
 
 HEADS: Registry[nn.Module] = Registry("part head")
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.fileio import atomic_write_text, temporary_sibling
-from . import ModelConfig, build_model, load_backbone_weights
 from ..core.paths import find_repo_root
+from . import ModelConfig, build_model, load_backbone_weights
 
 DEFAULT_DIR = Path("runs/weights")
 MANIFEST = "weights.json"

@@ -25,12 +25,11 @@ import pandas as pd
 import seaborn as sns
 
 from ..core.config import ParameterError
+from ..core.results import trained_run_ids
 from .figures import draw
 from .paper import settings, side_by_side
-from .style import MODEL_COLORS, metric_label, model_label, save_figure
 from .paper_tables import is_comparable
-from ..core.results import trained_run_ids
-
+from .style import MODEL_COLORS, metric_label, model_label, save_figure
 
 TRAINING_METRICS = ("clean_accuracy", "autoattack_accuracy", "pgd_accuracy")
 

@@ -21,11 +21,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .sweep_analysis import frontier, wide_runs
 from ..core.metrics import benchmark_metric
 from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, in_main_setup, with_source
-from .style import model_label
 from .stats import t_test
+from .style import model_label
+from .sweep_analysis import frontier, wide_runs
 
 ALPHA = 0.05
 PART_MODELS = ("downsampled", "bbox")

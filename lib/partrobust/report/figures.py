@@ -26,8 +26,20 @@ from ..core.results import distinguishing_columns, results_csv
 from .masks import EXAMPLES_FILE, load_examples, plot_examples
 from .paper import NOTEBOOK_03, NOTEBOOK_04, in_main_setup, settings, source_label, with_source
 from .stats import seed_summary, seed_table_markdown
-from .style import (MODEL_COLORS, SWEEP_MARKERS, TRAINING_LINES, TRAINING_MARKERS, axis_label, dropped_background, metric_label,
-                    model_colors, model_label, model_variant_labels, save_figure, setting_label)
+from .style import (
+    MODEL_COLORS,
+    SWEEP_MARKERS,
+    TRAINING_LINES,
+    TRAINING_MARKERS,
+    axis_label,
+    dropped_background,
+    metric_label,
+    model_colors,
+    model_label,
+    model_variant_labels,
+    save_figure,
+    setting_label,
+)
 from .sweep_analysis import frontier, present_metrics, wide_runs
 
 

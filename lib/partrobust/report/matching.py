@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
 SWEEP_SETUP: dict[str, Any] = {
     "labels": "parts",
     "label_fraction": 1.0,

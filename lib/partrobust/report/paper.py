@@ -22,12 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.results import setting_columns
+from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from .matching import SWEEP_SETUP, _in_sweep_setup, _key
 from .paper_tables import load_paper_table
-from .sweep_analysis import select_best
-from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
-from ..core.results import setting_columns
 from .stats import over_seeds
+from .sweep_analysis import select_best
 
 PAPER_EPS = 8 / 255
 """The paper's evaluation budget; the selection rule compares adversarial accuracy at this eps."""

@@ -20,12 +20,12 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..eval.benchmarks import CORRUPTIONS, benchmark_rows
-from ..data.prepared import read_image
 from ..core.metrics import BENCHMARK_METRICS
-from .style import MODEL_COLORS, dropped_background, metric_label, model_label, model_variant_labels
 from ..core.results import distinguishing_columns, setting_columns
+from ..data.prepared import read_image
+from ..eval.benchmarks import CORRUPTIONS, benchmark_rows
 from .stats import format_mean_ci, over_seeds, seed_summary, t_test
+from .style import MODEL_COLORS, dropped_background, metric_label, model_label, model_variant_labels
 
 BASELINE = "resnet"
 

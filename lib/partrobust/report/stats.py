@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .style import MODEL_LABELS, TRAINING_ORDER, metric_label, model_label
 from ..core.metrics import SUMMARY_METRICS
 from ..core.results import distinguishing_columns, setting_columns
+from .style import MODEL_LABELS, TRAINING_ORDER, metric_label, model_label
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:

@@ -1,12 +1,10 @@
 """Analysis of hyperparameter sweeps: the clean-vs-adversarial trade-off (paper Tables 8-10, Fig. 4).
 
 Input is the tidy results frame (one row per run x metric, see `partrobust.core.results`). This module
-pivots it to one row per run (`wide_runs`), finds each model's Pareto frontier (`frontier`),
-applies the paper's model-selection rule (`select_best`), plots the sweep (`plot_sweep`) and puts
-our numbers next to the paper's sweep tables (`compare_with_paper`).
-
-No paper number is written here: they are all read from the transcribed tables in
-``<repo>/../shared/spec/paper-tables`` (`load_paper_table`).
+pivots it to one row per run (`wide_runs`, `accuracy_table`), finds each model's Pareto frontier
+(`frontier`) and applies the paper's model-selection rule (`select_best`). The sweep's figure is
+`partrobust.report.figures.plot_sweep`; the paper's sweep tables next to ours are
+`partrobust.report.paper.compare_with_paper`.
 """
 from __future__ import annotations
 
@@ -16,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import METRIC_ORDER
-from .matching import DECIMALS
 from ..core.results import RUN_COLUMNS
-
+from .matching import DECIMALS
 
 # --------------------------------------------------------------------------- small helpers
 

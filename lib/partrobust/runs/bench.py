@@ -37,12 +37,12 @@ from torch.utils.flop_counter import flop_registry
 from ..attacks import PGD
 from ..attacks.autoattack import STANDARD_ITERATIONS, STANDARD_SQUARE_QUERIES, AutoAttack
 from ..attacks.base import eval_mode
+from ..core.device import float32_precision, resolve_device
+from ..core.registry import Registry
 from ..eval.config import EvalConfig
 from ..models import ModelConfig, build_model
-from ..core.registry import Registry
-from ..train.speed import PLAIN, Speed, apply_speed, speed_settings, to_device
 from ..train.loop import TrainConfig, parameter_groups, train_one_epoch
-from ..core.device import float32_precision, resolve_device
+from ..train.speed import PLAIN, Speed, apply_speed, speed_settings, to_device
 
 GPU_PEAKS: tuple[tuple[str, float], ...] = (
     ("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("H800", 989.0), ("A100", 312.0), ("A800", 312.0),

@@ -28,10 +28,10 @@ from typing import Any, Mapping
 from pydantic import Field
 
 from ..core.config import ParameterError, Section, validate
-from .rundir import read_status, run_dir_for
-from .runconfig import RunConfig, run_id
-from .sweep import RunReport, execute_one
 from ..core.paths import find_repo_root
+from .runconfig import RunConfig, run_id
+from .rundir import read_status, run_dir_for
+from .sweep import RunReport, execute_one
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 JOBS_DIR = "_jobs"

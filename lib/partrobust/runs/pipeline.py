@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import ParameterError
-from ..data.prepared import PreparedDatasetError
+from ..core.paths import find_repo_root, refuse_source_location
 from ..data import scan_prepared
+from ..data.prepared import PreparedDatasetError
 from .launcher import LAUNCHERS, launcher_config, run_jobs
+from .notebooks import NotebookFailed, check_parameters, execute
 from .runconfig import RunConfig, check_weights_file, used_rows
 from .sweep import Plan, RunReport, expand, load_plan, run_sweep, select, status_table, summary_table, swept_keys
-from .notebooks import NotebookFailed, check_parameters, execute
-from ..core.paths import find_repo_root, refuse_source_location
 
 # Values the pipeline passes to a notebook that declares these parameters (unless the file sets them).
 INJECTED = ("params_file", "run_dir", "runs_root", "experiment")

@@ -33,32 +33,50 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..core import distributed
 from ..attacks import select_attacks
-from ..core.config import ParameterError, Section, parse_assignment, to_dict
+from ..core import distributed
+from ..core.config import ParameterError, parse_assignment, to_dict
+from ..core.device import float32_precision, resolve_device
 from ..core.distributed import Dist
+from ..core.metrics import SUMMARY_METRICS
+from ..core.paths import find_repo_root
+from ..core.results import RESULTS_FILE, add_results, gather_results
+from ..core.seeding import seed_everything
 from ..data import scan_prepared, validate_prepared
 from ..data.loaders import build_loaders, per_process_batch
 from ..data.prepared import PreparedDatasetError
-from ..eval.benchmarks import BenchmarkSettings, check_benchmarks, evaluate_benchmarks, prepare_benchmark, run_benchmark_folders, run_benchmark_settings
-from ..eval.outcomes import collect, pgd_examples, predict
+from ..eval.benchmarks import (
+    BenchmarkSettings,
+    check_benchmarks,
+    evaluate_benchmarks,
+    prepare_benchmark,
+    run_benchmark_folders,
+    run_benchmark_settings,
+)
 from ..eval.evaluators import evaluate
-from ..models.losses import CentroidLoss, PartLoss
+from ..eval.outcomes import collect, pgd_examples, predict
 from ..models import ModelConfig, build_model, count_parameters
-from .notebooks import NotebookFailed, execute
-from ..core.results import RESULTS_FILE, add_results, gather_results
-from ..core.metrics import SUMMARY_METRICS
-from .records import result_rows, write_manifest
-from .rundir import CONFIG_FILE, RUN_FILE, TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
-from .runconfig import RunConfig, base_config, check_weights_file, config_hash, identity, make_run_config, phase_id, phase_identity, run_id, used_rows
-from ..train.speed import compile_report, resolve_speed, speed_settings
-from ..train.loop import ConfigMismatchError, FitResult, fit
-from ..core.paths import find_repo_root
-from ..core.device import float32_precision, resolve_device
-from ..core.seeding import seed_everything
+from ..models.losses import CentroidLoss, PartLoss
 from ..report.figures import plot_training_history
 from ..report.masks import EXAMPLES_FILE, load_examples, plot_examples, save_examples
 from ..report.style import save_figure
+from ..train.loop import ConfigMismatchError, FitResult, fit
+from ..train.speed import compile_report, resolve_speed, speed_settings
+from .notebooks import NotebookFailed, execute
+from .records import result_rows, write_manifest
+from .runconfig import (
+    RunConfig,
+    base_config,
+    check_weights_file,
+    config_hash,
+    identity,
+    make_run_config,
+    phase_id,
+    phase_identity,
+    run_id,
+    used_rows,
+)
+from .rundir import CONFIG_FILE, RUN_FILE, TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
 
 RUN_NOTEBOOK = "01_pgd_training"
 PHASES_DIR = "_train"  # <experiment>/_train/<model>-<phase>-<hash>/: training phases shared by runs

@@ -26,12 +26,12 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from ..core.config import ParameterError, Section, apply_overrides, flatten, to_dict, validate
-from ..data.loaders import LoaderConfig
 from ..core.fileio import atomic_write_text
+from ..data.loaders import LoaderConfig
 from ..eval.config import EvalConfig
 from ..models.config import MODEL_OPTIONS, ModelSpec, uses_segmenter
-from ..train.speed import SpeedConfig
 from ..train.loop import TrainConfig
+from ..train.speed import SpeedConfig
 
 LABEL_KINDS = ("parts", "object", "bbox", "centroid")
 PAPER_BACKBONES = ("resnet50",)

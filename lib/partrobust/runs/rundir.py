@@ -21,12 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-
 from ..core.config import diff_flat
 from ..core.fileio import atomic_write_text, file_lock, remove_stale_temporaries
-from .runconfig import RunConfig, config_hash, identity, run_id, save_run_config
-from ..train.loop import ConfigMismatchError
 from ..core.paths import refuse_source_location
+from ..train.loop import ConfigMismatchError
+from .runconfig import RunConfig, config_hash, identity, run_id, save_run_config
 
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"

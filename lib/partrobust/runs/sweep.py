@@ -34,15 +34,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from pydantic import Field, model_validator
 
 from ..core.config import ParameterError, Section, validate
-from .rundir import claim, describe_progress, read_status, run_dir_for
-from .runconfig import RunConfig, make_run_config, read_yaml, resolved, run_id
 from ..core.paths import find_repo_root
+from .runconfig import RunConfig, make_run_config, read_yaml, resolved, run_id
+from .rundir import claim, describe_progress, read_status, run_dir_for
 
 
 class SweepBlock(Section):

@@ -19,19 +19,18 @@ from typing import Any, Literal, Mapping, get_args
 
 import torch
 import torch.nn as nn
+from pydantic import Field, model_validator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..attacks import PGD, TradesKL
-from pydantic import Field, model_validator
-
 from ..core.config import Fraction, Section, diff_flat
-from ..core.distributed import SINGLE, Dist, item_seed
-from ..models.losses import PartLoss, part_model_loss, trades_loss
-from ..core.fileio import atomic_torch_save, atomic_write_text, file_lock, load_checkpoint, remove_stale_temporaries
-from .speed import PLAIN, Speed, apply_speed, compile_report, speed_settings, to_device
 from ..core.device import float32_precision
+from ..core.distributed import SINGLE, Dist, item_seed
+from ..core.fileio import atomic_torch_save, atomic_write_text, file_lock, load_checkpoint, remove_stale_temporaries
 from ..core.seeding import rng_state, set_rng_state
+from ..models.losses import PartLoss, part_model_loss, trades_loss
+from .speed import PLAIN, Speed, apply_speed, compile_report, speed_settings, to_device
 
 ADV_METHODS = ("pgd", "trades")
 AttackPrecision = Literal["as_train", "fp32", "bf16"]

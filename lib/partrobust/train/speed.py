@@ -29,6 +29,7 @@ from torch import nn
 
 from ..core.config import Section
 
+
 class SpeedConfig(Section):
     """Kernel-level switches that leave results unchanged within float tolerance (section ``speed``)."""
 

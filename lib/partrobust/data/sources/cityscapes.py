@@ -99,7 +99,7 @@ import numpy as np
 from PIL import Image
 
 from ..convert import RawDatasetError, finish, require_dir, run_jobs, sample_done, sample_paths, stratified_split
-from ..prepared import DatasetMetadata, PartInfo, PreparedDatasetError, SPLITS, atomic_write_text, read_image, write_image, write_mask
+from ..prepared import SPLITS, DatasetMetadata, PartInfo, PreparedDatasetError, atomic_write_text, read_image, write_image, write_mask
 
 CLASSES: tuple[str, ...] = ("human", "vehicle")
 HUMAN_SIDS: tuple[int, ...] = (24, 25)

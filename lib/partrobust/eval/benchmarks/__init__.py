@@ -26,14 +26,14 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ...core.registry import Registry
 from ...data.dataset import PartDataset
 from ...data.prepared import read_split
-from ...core.registry import Registry
+from ..outcomes import pixel_accuracy, predict
 from .base import COMPLETE_FILE, SPLIT, Benchmark, BenchmarkSettings, benchmark_folder, generate, is_complete, load_source
 from .corruptions import CORRUPTIONS, SEVERITIES, CommonCorruptions
 from .cue_conflict import ShapeVsTexture
 from .spurious import ImageNet9MixedRand, SpuriousCorrelation
-from ..outcomes import pixel_accuracy, predict
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 

@@ -28,10 +28,22 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ...data.convert import run_jobs
-from ...data.prepared import METADATA_FILE, DatasetMetadata, PreparedDatasetError, load_metadata, read_image, read_mask, read_split, write_image, write_mask, write_metadata, write_split
-from ...data.variants import source_fingerprint
 from ...core.fileio import atomic_write_text
+from ...data.convert import run_jobs
+from ...data.prepared import (
+    METADATA_FILE,
+    DatasetMetadata,
+    PreparedDatasetError,
+    load_metadata,
+    read_image,
+    read_mask,
+    read_split,
+    write_image,
+    write_mask,
+    write_metadata,
+    write_split,
+)
+from ...data.variants import source_fingerprint
 
 COMPLETE_FILE = "benchmark.json"
 SPLIT = "test"

@@ -146,3 +146,16 @@ def test_the_checker_sees_a_circle_and_an_upward_import():
     assert _layer("partrobust.train.loop")[0] == _layer("partrobust.eval.evaluators")[0]
     with pytest.raises(AssertionError, match="no layer"):
         _layer("partrobust.nowhere.module")
+
+
+def test_every_module_is_committed_not_ignored():
+    """A module that git ignores is missing from every fresh clone (a `runs/` pattern once hid the runs layer)."""
+    import subprocess
+
+    root = PACKAGE.parents[1]
+    listed = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", str(PACKAGE)],
+                            cwd=root, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    ignored = [line for line in listed.stdout.splitlines() if line.endswith(".py")]
+    assert not ignored, f"modules ignored by .gitignore (a clone would lack them): {ignored}"

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.results import setting_columns
+from ..core.results import eps_text, setting_columns
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from .matching import SWEEP_SETUP, _in_sweep_setup, _key
 from .paper_tables import load_paper_table
@@ -359,6 +359,7 @@ def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10)
     out = pd.concat(frames, ignore_index=True)
     out["runs"] = out["run_ids"].map(lambda ids: len(ids.split())).astype(int)
     out["run_ids"] = out["run_ids"].str.replace(" ", ",")
+    out["eps"] = out["eps"].map(eps_text)  # a table to read: 8/255
     order = ["table", "dataset", "training", "model", "lr", "weight_decay", "c_seg", "beta", "metric", "eps",
              "paper", "ours", "difference", "n", "runs", "run_ids"]
     return out[order]

@@ -1,10 +1,20 @@
-"""Shared fixtures: a tiny synthetic dataset in the prepared format (generated once per session), and
-the values of a run on it that trains in seconds."""
-from pathlib import Path
+"""Shared fixtures: one torch thread per test process, a tiny synthetic dataset in the prepared format
+(generated once per session), and the values of a run on it that trains in seconds."""
+import os
 
-import pytest
+# Before torch is imported: one thread per test process, inherited by every subprocess and notebook
+# kernel the tests start (pytest-xdist runs a test process per core; more threads only contend).
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"
 
-from partrobust.data import SyntheticConfig, generate_synthetic
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from partrobust.data import SyntheticConfig, generate_synthetic  # noqa: E402
+
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -35,6 +35,7 @@ def test_launcher_settings_come_from_the_file_then_the_flags():
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_submitit_jobs_a_killed_job_is_resubmitted_and_every_result_gathered(tiny_dataset, tmp_path):
     import psutil  # installed with ipykernel
 

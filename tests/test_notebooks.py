@@ -83,6 +83,7 @@ def test_pipeline_rejects_bad_params_before_running(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
 def test_wrong_parameter_type_fails_in_the_notebook_with_the_key(tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(
@@ -103,6 +104,8 @@ TINY_RUN = {
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.subprocess
 def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
     """Notebook 00 makes data, each run executes notebook 01 in its folder, notebook 02 reports, notebook 05 draws."""
     data = tmp_path / "data"
@@ -163,6 +166,8 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
     assert [r.state for r in again] == ["skipped"] * 7, "a finished sweep does no work"
 
 
+@pytest.mark.slow
+@pytest.mark.notebook
 def test_execute_streams_what_the_notebook_prints(tmp_path, capsys):
     """A terminal user of the batch runner sees the notebook's own output as it runs, not a cell counter."""
     parameters = {"dataset": "synthetic", "num_classes": 3, "image_size": 16, "n_train": 6, "n_val": 3, "n_test": 3,
@@ -187,6 +192,8 @@ def test_parallel_runs_show_finished_lines_not_progress_bars():
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.subprocess
 def test_papermill_runs_notebook_04_benchmarks_statistics_and_texture_cue(tmp_path, tiny_dataset):
     """Notebook 04 on tiny runs: every run scored on the three benchmarks, the tables and figures drawn,
     and the texture-cue runs trained on the redrawn data."""
@@ -220,6 +227,8 @@ def test_papermill_runs_notebook_04_benchmarks_statistics_and_texture_cue(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.subprocess
 def test_papermill_runs_notebook_03_ablations_training_and_attack_sections(tmp_path, tiny_dataset):
     """Notebook 03 on tiny runs: a training-side section (part labels, 3 trainings) and the four attack-side
     sections, which share one evaluation-only run of the trained Downsampled model."""

@@ -1,5 +1,6 @@
-"""Shared fixtures: one torch thread per test process, a tiny synthetic dataset in the prepared format
-(generated once per session), and the values of a run on it that trains in seconds."""
+"""Shared fixtures: one torch thread per test process, a kernel of this interpreter for every notebook, a
+tiny synthetic dataset in the prepared format (generated once per session), and the values of a run on it
+that trains in seconds."""
 import os
 
 # Before torch is imported: one thread per test process, inherited by every subprocess and notebook
@@ -13,10 +14,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from partrobust.data import SyntheticConfig, generate_synthetic  # noqa: E402
+from partrobust.runs.notebooks import python_kernel  # noqa: E402
 
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+
+KERNEL = python_kernel()
+"""The Jupyter kernel of this interpreter (registered in a private Jupyter path, first on JUPYTER_PATH): every
+papermill call of the tests uses it, as `partrobust.runs.notebooks.execute` does."""
 
 
 @pytest.fixture(scope="session")

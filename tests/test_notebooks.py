@@ -1,19 +1,23 @@
-"""Notebooks: committed clean, params files match them, papermill runs the pipeline end to end."""
+"""Notebooks: committed clean, params files match them, papermill runs the pipeline end to end, in a kernel of
+the interpreter that runs the tests."""
 import json
+import os
+import sys
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import papermill as pm
 import pytest
 import yaml
 
 from partrobust.core.config import ParameterError
-from partrobust.runs.notebooks import execute
+from partrobust.runs.notebooks import KERNELS_ENV, execute, python_kernel
 from partrobust.runs.pipeline import notebook_plan, run
 from partrobust.core.results import gather_results
 from partrobust.runs.sweep import expand, load_plan
 
-from conftest import write_mini_paper_tables
+from conftest import KERNEL, write_mini_paper_tables
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -88,7 +92,7 @@ def test_wrong_parameter_type_fails_in_the_notebook_with_the_key(tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(
             str(REPO / "notebooks" / "00_data_prep.ipynb"), str(tmp_path / "out.ipynb"),
-            parameters={"n_train": "many", "run_dir": str(tmp_path)}, kernel_name="python3", cwd=str(REPO), progress_bar=False,
+            parameters={"n_train": "many", "run_dir": str(tmp_path)}, kernel_name=KERNEL, cwd=str(REPO), progress_bar=False,
         )
     assert err.value.ename == "ParameterError" and "n_train" in err.value.evalue
 
@@ -259,3 +263,37 @@ def test_papermill_runs_notebook_03_ablations_training_and_attack_sections(tmp_p
                                                     "03_rays.png"}
     text = output.read_text()
     assert text.count("**Verdict.**") == 5 and "not the paper's dataset" in text and "section c_seg not shown" in text
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_notebooks_run_in_the_interpreter_that_started_them(tmp_path, monkeypatch):
+    """A kernel spec named python3 first on JUPYTER_PATH, pointing at an interpreter that does not exist, changes
+    nothing: `execute` registers a kernel of sys.executable in its private Jupyter path and runs the notebook there."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    decoy = tmp_path / "decoy"
+    (decoy / "kernels" / "python3").mkdir(parents=True)
+    nowhere = str(tmp_path / "no-such-env" / "bin" / "python")
+    (decoy / "kernels" / "python3" / "kernel.json").write_text(json.dumps(
+        {"argv": [nowhere, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "decoy", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(decoy))
+    monkeypatch.setenv(KERNELS_ENV, str(tmp_path / "private"))  # not registered yet: execute does it
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == nowhere, "python3 means the decoy here"
+
+    repo = tmp_path / "checkout"  # a checkout with one notebook that prints its interpreter
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("")
+    probe = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    probe.cells = [nbformat.v4.new_code_cell("marker = None", metadata={"tags": ["parameters"]}),
+                   nbformat.v4.new_code_cell("import sys\nprint(sys.executable, marker)")]
+    nbformat.write(probe, repo / "notebooks" / "probe.ipynb")
+    output = tmp_path / "out" / "probe.ipynb"
+    execute(repo, "probe", {"marker": "probed"}, output, stream=False)
+
+    executed = nbformat.read(output, as_version=4)
+    assert executed.cells[-1].outputs[0]["text"].strip() == f"{sys.executable} probed"
+    assert os.environ["JUPYTER_PATH"].split(os.pathsep) == [str(tmp_path / "private"), str(decoy)], "the private path comes first"
+    name = python_kernel()
+    assert name != "python3" and (tmp_path / "private" / "kernels" / name / "kernel.json").is_file()
+    assert KernelSpecManager().get_kernel_spec(name).argv[0] == sys.executable

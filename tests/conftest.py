@@ -1,6 +1,7 @@
 """Shared fixtures: one torch thread per test process, a kernel of this interpreter for every notebook, a
-tiny synthetic dataset in the prepared format (generated once per session), and the values of a run on it
-that trains in seconds."""
+tiny synthetic dataset in the prepared format (generated once per session), the values of a run on it
+that trains in seconds, and the tiny runs the report notebooks read (trained once per session, in
+this process)."""
 import os
 
 # Before torch is imported: one thread per test process, inherited by every subprocess and notebook
@@ -8,13 +9,18 @@ import os
 for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"
 
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from partrobust.data import SyntheticConfig, generate_synthetic  # noqa: E402
 from partrobust.runs.notebooks import python_kernel  # noqa: E402
+from partrobust.runs.run import execute_run  # noqa: E402
+from partrobust.runs.runconfig import run_id  # noqa: E402
+from partrobust.runs.sweep import expand, load_plan  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -46,6 +52,27 @@ TINY_RUN = {
 def tiny_run_values(dataset: Path | str) -> dict:
     """Run-config values of a seconds-long CPU run on `dataset` (import with ``from conftest import ...``)."""
     return {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(dataset)}}
+
+
+def write_params(path: Path, plan: dict) -> Path:
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def train_in_process(params_file: Path, runs_root: Path, run_ids: set[str] | None = None) -> list[str]:
+    """Trains and evaluates the runs of a params file (those in `run_ids`, or all) in this process, with the
+    steps the pipeline's runners take (`execute_run`), into ``<runs_root>/<experiment>/``; returns their ids.
+    A pipeline or notebook given the same params file then finds them finished and skips them."""
+    plan = load_plan(params_file)
+    configs = [c for c in expand(plan, str(params_file)) if run_ids is None or run_id(c) in run_ids]
+    return [execute_run(config, plan.experiment, runs_root).id for config in configs]
+
+
+def copy_experiment(source: Path, runs_root: Path) -> Path:
+    """A test's own copy of a session fixture's experiment folder (its training-phase links kept)."""
+    target = runs_root / source.name
+    shutil.copytree(source, target, symlinks=True)
+    return target
 
 
 PAPER_TABLE_HEADERS = {

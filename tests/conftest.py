@@ -26,6 +26,39 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
+LONGEST_FIRST = (
+    "test_notebooks.py::test_papermill_runs_the_pipeline_00_runs_02",
+    "test_runs.py::test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others",
+    "test_figures.py::test_the_committed_figures_are_what_make_figures_gives",
+    "test_distributed.py::test_torchrun_trains_resumes_with_one_process_and_evaluates_like_one",
+    "test_launcher.py::test_submitit_jobs_a_killed_job_is_resubmitted_and_every_result_gathered",
+    "test_figures.py::test_make_figures_is_byte_identical",
+    "test_builtin_study.py::test_resnet_learns_the_builtin_data_with_the_study_recipe",
+)
+"""The longest tests (30 s to 2 minutes each on 2 CPU cores), longest first."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests first, each on its own: `LONGEST_FIRST` in its order, then the other tests that execute
+    notebooks, start processes or train the study's recipe (in file order); then every other test, in file order
+    and kept together by module (an ``xdist_group`` per module: a module's fixtures are made once, and its tests
+    run in the order they were written). ``make test`` runs them with ``-n 2 --dist loadgroup``: each worker
+    starts on a long test and takes the next unit when it is free, so the short modules fill the end. The order
+    is the same in every worker, as pytest-xdist requires."""
+    def rank(item) -> tuple[int, int]:
+        name = f"{Path(str(item.path)).name}::{item.originalname}"
+        if name in LONGEST_FIRST:
+            return 0, LONGEST_FIRST.index(name)
+        if item.get_closest_marker("slow") and any(item.get_closest_marker(m) for m in ("notebook", "subprocess", "study")):
+            return 1, 0
+        return 2, 0
+
+    items.sort(key=rank)
+    for item in items:
+        if rank(item)[0] == 2:
+            item.add_marker(pytest.mark.xdist_group(Path(str(item.path)).stem))
+
+
 KERNEL = python_kernel()
 """The Jupyter kernel of this interpreter (registered in a private Jupyter path, first on JUPYTER_PATH): every
 papermill call of the tests uses it, as `partrobust.runs.notebooks.execute` does."""

@@ -64,9 +64,9 @@ bench: install
 	"$(PY)" -m partrobust.bench $(BENCH_ARGS)
 
 # Unit tests and papermill runs of the notebooks on tiny parameters, in TEST_WORKERS processes (pytest-xdist;
-# one torch thread each): the long tests first, one per worker, then the other modules (tests/conftest.py).
+# one torch thread each), a module at a time per worker, the modules of the longest tests first (tests/conftest.py).
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: install
 	"$(PY)" -m pytest $(PYTEST_PARALLEL)
 

@@ -35,16 +35,17 @@ LONGEST_FIRST = (
     "test_figures.py::test_make_figures_is_byte_identical",
     "test_builtin_study.py::test_resnet_learns_the_builtin_data_with_the_study_recipe",
 )
-"""The longest tests (30 s to 2 minutes each on 2 CPU cores), longest first."""
+"""The longest tests (30 s to 2 minutes each on 2 CPU cores), longest first: their modules start first."""
 
 
 def pytest_collection_modifyitems(config, items):
-    """The long tests first, each on its own: `LONGEST_FIRST` in its order, then the other tests that execute
-    notebooks, start processes or train the study's recipe (in file order); then every other test, in file order
-    and kept together by module (an ``xdist_group`` per module: a module's fixtures are made once, and its tests
-    run in the order they were written). ``make test`` runs them with ``-n 2 --dist loadgroup``: each worker
-    starts on a long test and takes the next unit when it is free, so the short modules fill the end. The order
-    is the same in every worker, as pytest-xdist requires."""
+    """Modules in the order that shortens a parallel run, each module's tests in the order they were written:
+    first the modules of `LONGEST_FIRST`'s tests (in its order), then those with other tests that execute
+    notebooks, start processes or train the study's recipe, then the rest (in file order). ``make test`` runs
+    them with ``-n 2 --dist loadfile --no-loadscope-reorder``: a module runs whole on one worker (its module
+    fixtures are made once, its tests keep their order) and a free worker takes the next module, so the long
+    modules start at once and the short ones fill the end. The order is the same in every worker, as
+    pytest-xdist requires."""
     def rank(item) -> tuple[int, int]:
         name = f"{Path(str(item.path)).name}::{item.originalname}"
         if name in LONGEST_FIRST:
@@ -53,10 +54,10 @@ def pytest_collection_modifyitems(config, items):
             return 1, 0
         return 2, 0
 
-    items.sort(key=rank)
+    module_rank: dict[Path, tuple[int, int]] = {}
     for item in items:
-        if rank(item)[0] == 2:
-            item.add_marker(pytest.mark.xdist_group(Path(str(item.path)).stem))
+        module_rank[item.path] = min(module_rank.get(item.path, (3, 0)), rank(item))
+    items.sort(key=lambda item: module_rank[item.path])  # stable: the tests of a module keep their order
 
 
 KERNEL = python_kernel()

@@ -63,13 +63,16 @@ figures: install
 bench: install
 	"$(PY)" -m partrobust.bench $(BENCH_ARGS)
 
-# Unit tests and papermill runs of the notebooks on tiny parameters.
+# Unit tests and papermill runs of the notebooks on tiny parameters, in TEST_WORKERS processes (pytest-xdist;
+# one torch thread each), a module at a time per worker, the modules of the longest tests first (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: install
-	"$(PY)" -m pytest
+	"$(PY)" -m pytest $(PYTEST_PARALLEL)
 
 # Only the fast unit tests (no training, no notebooks).
 test-fast: install
-	"$(PY)" -m pytest -m "not slow"
+	"$(PY)" -m pytest -m "not slow" $(PYTEST_PARALLEL)
 
 # The ImageNet weights the paper's params files point at (needs internet; verified by checksum).
 weights: install

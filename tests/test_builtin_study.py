@@ -15,6 +15,7 @@ STUDY_FIGURES = REPO / "figures" / "builtin_study"
 
 
 @pytest.mark.slow
+@pytest.mark.study
 def test_resnet_learns_the_builtin_data_with_the_study_recipe(tmp_path):
     """The regression of issue 11: with the paper's lr 0.1 and strong crops the ResNet sat at chance.
     Here the study's recipe, shortened to 250 SGD steps, must reach more than twice chance."""

@@ -78,6 +78,7 @@ def spawn(worker, *args) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_processes_evaluate_exactly_like_one(tmp_path):
     torch.set_num_threads(1)
     x, masks, y = tiny_data()
@@ -118,6 +119,7 @@ def torchrun(*args: str, processes: int = WORLD) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_torchrun_trains_resumes_with_one_process_and_evaluates_like_one(tiny_dataset, tmp_path):
     """2 gloo processes train a run and are killed mid-phase; 1 process resumes it; 2 processes then
     train and evaluate a second run, whose results equal a one-process evaluation of its weights."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, tiny_run_values
+from conftest import REPO, tiny_run_values, train_in_process
 from partrobust.core.config import ParameterError
 from partrobust.runs.launcher import LauncherConfig, launcher_config
 from partrobust.runs.pipeline import run
@@ -35,7 +35,10 @@ def test_launcher_settings_come_from_the_file_then_the_flags():
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_submitit_jobs_a_killed_job_is_resubmitted_and_every_result_gathered(tiny_dataset, tmp_path):
+    """One real job: seeds 1 and 3 finished before (trained in this process), so they submit no job; the job of
+    seed 2 is killed after its first epoch, resubmitted, resumes from its checkpoint, and all three results are gathered."""
     import psutil  # installed with ipykernel
 
     params = write_plan(tmp_path / "jobs.yaml", tiny_dataset, {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1,
@@ -43,6 +46,9 @@ def test_submitit_jobs_a_killed_job_is_resubmitted_and_every_result_gathered(tin
     runs = tmp_path / "runs"
     victim = runs / "jobs" / run_id(make_run_config(tiny_run_values(tiny_dataset), {"seed": 2, "train.epochs_clean": 3,
                                                                                       "train.epochs_adv": 0}))
+    finished = {run_id(make_run_config(tiny_run_values(tiny_dataset), {"seed": seed, "train.epochs_clean": 3, "train.epochs_adv": 0}))
+                for seed in (1, 3)}
+    assert sorted(train_in_process(params, runs, finished)) == sorted(finished)
     proc = subprocess.Popen([sys.executable, "-m", "partrobust.pipeline", str(params), "--runs-root", str(runs),
                              "--launcher", "submitit-local"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
@@ -56,6 +62,8 @@ def test_submitit_jobs_a_killed_job_is_resubmitted_and_every_result_gathered(tin
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert f"{victim.name}: job" in out and "resubmitting" in out and "(resubmission 1)" in out, out
+    assert out.count(": job ") == 3, "one job, killed (its line says so), then resubmitted once: " + out
+    assert not any(f"{rid}: job" in out for rid in finished), "finished runs submit no job"
     assert "resuming" in (victim / "log.txt").read_text(), "the resubmitted job continued from the checkpoint"
     results = gather_results(runs / "jobs")
     assert sorted(results.seed.unique()) == [1, 2, 3] and results.run_id.nunique() == 3

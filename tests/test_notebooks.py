@@ -1,19 +1,26 @@
-"""Notebooks: committed clean, params files match them, papermill runs the pipeline end to end."""
+"""Notebooks: committed clean, params files match them, papermill runs the pipeline end to end, in a kernel of
+the interpreter that runs the tests."""
 import json
+import os
+import sys
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import papermill as pm
 import pytest
 import yaml
 
 from partrobust.core.config import ParameterError
-from partrobust.runs.notebooks import execute
+from partrobust.runs.notebooks import KERNELS_ENV, execute, python_kernel
 from partrobust.runs.pipeline import notebook_plan, run
 from partrobust.core.results import gather_results
+from partrobust.runs.runconfig import run_id
 from partrobust.runs.sweep import expand, load_plan
+from partrobust.runs.texture_cue import texture_cue_configs
+from partrobust.runs.run import execute_run
 
-from conftest import write_mini_paper_tables
+from conftest import KERNEL, copy_experiment, train_in_process, write_mini_paper_tables, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -83,11 +90,12 @@ def test_pipeline_rejects_bad_params_before_running(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
 def test_wrong_parameter_type_fails_in_the_notebook_with_the_key(tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(
             str(REPO / "notebooks" / "00_data_prep.ipynb"), str(tmp_path / "out.ipynb"),
-            parameters={"n_train": "many", "run_dir": str(tmp_path)}, kernel_name="python3", cwd=str(REPO), progress_bar=False,
+            parameters={"n_train": "many", "run_dir": str(tmp_path)}, kernel_name=KERNEL, cwd=str(REPO), progress_bar=False,
         )
     assert err.value.ename == "ParameterError" and "n_train" in err.value.evalue
 
@@ -96,15 +104,20 @@ TINY_RUN = {
     "data": {"crop_size": 32, "resize_size": 32, "batch_size": 16, "train_limit": 32},
     "model": {"arch": "resnet10t", "encoder": "tu-resnet10t"},
     "train": {"epochs_clean": 1, "epochs_adv": 1, "steps": 1, "val_steps": 1, "val_limit": 16, "val_every": 1},
-    "eval": {"limit": 8, "pgd_steps": 2, "pgd_restarts": 2, "autoattack": True, "autoattack_attacks": ["apgd-ce", "apgd-t"]},
+    "eval": {"limit": 8, "pgd_steps": 2, "pgd_restarts": 2, "autoattack": True, "autoattack_attacks": ["apgd-ce", "apgd-t"],
+             "autoattack_iterations": 10},
     "device": "cpu",
     "progress": False,
 }
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.subprocess
 def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
-    """Notebook 00 makes data, each run executes notebook 01 in its folder, notebook 02 reports, notebook 05 draws."""
+    """Notebook 00 makes data; one run goes through each runner (the process runner: ``python -m partrobust.run``;
+    the notebook runner: notebook 01 executed in its folder) and the sweep's other five runs, finished before
+    (trained in this process with the same steps), are skipped; notebook 02 reports on all seven, notebook 05 draws."""
     data = tmp_path / "data"
     runs = tmp_path / "runs"
     plan = {
@@ -120,10 +133,17 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
     }
     paper_tables = str(write_mini_paper_tables(tmp_path / "paper-tables"))  # notebook 05 runs without ../shared too
     plan["notebooks"]["05_figures"] = {"output_dir": str(tmp_path / "figs"), "paper_tables": paper_tables}
-    params_file = tmp_path / "tiny.yaml"
-    params_file.write_text(yaml.safe_dump(plan))
+    params_file = write_params(tmp_path / "tiny.yaml", plan)
+    ids = [run_id(c) for c in expand(load_plan(params_file), str(params_file))]
+    assert len(ids) == 7
+    by_process, by_notebook = ids[0], ids[2]  # the ResNet (seed 0) and the Bounding-Box model
+    first = run(params_file, runs_root=runs, repo=REPO, progress=False, notebooks=["00"], only=[by_process], runner="process")
+    assert [(r.run_id, r.state) for r in first] == [(by_process, "done")]
+    earlier = set(ids) - {by_process, by_notebook}
+    assert sorted(train_in_process(params_file, runs, earlier)) == sorted(earlier)
     reports = run(params_file, runs_root=runs, repo=REPO, progress=False)
-    assert [r.state for r in reports] == ["done"] * 7
+    assert [r.state for r in reports] == ["done" if r.run_id == by_notebook else "skipped" for r in reports]
+    assert [r.run_id for r in reports] == ids
 
     experiment = runs / "tiny"
     results = gather_results(experiment)
@@ -138,7 +158,8 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
     assert (results.n == 8).all()
     for report in reports:
         folder = report.run_dir
-        assert (folder / "01_pgd_training.ipynb").is_file() and (folder / "config.yaml").is_file()
+        assert (folder / "01_pgd_training.ipynb").is_file() == (report.run_id == by_notebook) and (folder / "config.yaml").is_file()
+        assert (folder / "log.txt").is_file() == (report.run_id in (by_process, by_notebook)), "a runner's output is in log.txt"
         assert (folder / "figures" / "training.png").is_file()
         manifest = json.loads((folder / "manifest.json").read_text())
         assert {"git_commit", "parameters", "packages", "device", "seed", "wall_time_s", "run_id", "config_hash"} <= set(manifest)
@@ -163,6 +184,8 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
     assert [r.state for r in again] == ["skipped"] * 7, "a finished sweep does no work"
 
 
+@pytest.mark.slow
+@pytest.mark.notebook
 def test_execute_streams_what_the_notebook_prints(tmp_path, capsys):
     """A terminal user of the batch runner sees the notebook's own output as it runs, not a cell counter."""
     parameters = {"dataset": "synthetic", "num_classes": 3, "image_size": 16, "n_train": 6, "n_val": 3, "n_test": 3,
@@ -186,24 +209,45 @@ def test_parallel_runs_show_finished_lines_not_progress_bars():
                                      "[partrobust] run resnet-normal-1a2b3c4d done in 12 s"]
 
 
-@pytest.mark.slow
-def test_papermill_runs_notebook_04_benchmarks_statistics_and_texture_cue(tmp_path, tiny_dataset):
-    """Notebook 04 on tiny runs: every run scored on the three benchmarks, the tables and figures drawn,
-    and the texture-cue runs trained on the redrawn data."""
-    runs, figs = tmp_path / "runs", tmp_path / "figs"
-    config = {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(tiny_dataset)},
+def robustness_plan(dataset: Path) -> dict:
+    """Notebook 04's tiny study: two models x two seeds and a background-dropped Downsampled model, scored on the three benchmarks."""
+    config = {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(dataset)},
               "train": {**TINY_RUN["train"], "epochs_adv": 0},
               "eval": {"limit": 8, "pgd": False, "pgd_steps": 2, "pgd_restarts": 1, "autoattack": False, "corruptions": ["fog", "contrast"], "corruption_severities": [1, 3],
                        "benchmarks": ["common_corruption", "spurious_correlation", "shape_vs_texture"]}}
-    plan = {"experiment": "tiny_robust", "config": config,
+    return {"experiment": "tiny_robust", "config": config,
             "sweep": [{"grid": {"model.name": ["resnet", "downsampled"], "seed": [0, 1]}},
                       {"set": {"model.name": "downsampled", "model.drop_background": True}, "grid": {"seed": [0]}}]}
-    params_file = tmp_path / "tiny_robust.yaml"
-    params_file.write_text(yaml.safe_dump(plan))
+
+
+ROBUSTNESS_PARAMETERS = {"texture_cue_probs": [1.0], "texture_cue_models": ["resnet"], "examples": 3}
+
+
+@pytest.fixture(scope="session")
+def tiny_robustness_runs(tiny_dataset, tmp_path_factory) -> tuple[Path, list[Path]]:
+    """Notebook 04's runs and its texture-cue run, trained once in this process: (params file, experiment folders)."""
+    folder = tmp_path_factory.mktemp("robustness")
+    params_file = write_params(folder / "tiny_robust.yaml", robustness_plan(tiny_dataset))
+    train_in_process(params_file, folder / "runs")
+    configs = expand(load_plan(params_file), str(params_file))
+    for config in texture_cue_configs(configs, ROBUSTNESS_PARAMETERS["texture_cue_probs"], ROBUSTNESS_PARAMETERS["texture_cue_models"],
+                                      progress=False):
+        execute_run(config, "tiny_robust_texture_cue", folder / "runs")
+    return params_file, [folder / "runs" / "tiny_robust", folder / "runs" / "tiny_robust_texture_cue"]
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_papermill_runs_notebook_04_benchmarks_statistics_and_texture_cue(tmp_path, tiny_robustness_runs):
+    """Notebook 04 on tiny runs: every run scored on the three benchmarks, the tables and figures drawn,
+    and the texture-cue runs trained on the redrawn data. The runs are the session's (finished: the notebook skips them)."""
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    params_file, experiments = tiny_robustness_runs
+    for experiment in experiments:
+        copy_experiment(experiment, runs)
     output = tmp_path / "04.ipynb"
     execute(REPO, "04_nonadversarial_robustness", {"params_file": str(params_file), "runs_root": str(runs), "runner": "process",
-                                                   "texture_cue_probs": [1.0], "texture_cue_models": ["resnet"], "examples": 3,
-                                                   "figures_dir": str(figs)}, output, stream=False)
+                                                   **ROBUSTNESS_PARAMETERS, "figures_dir": str(figs)}, output, stream=False)
     results = gather_results(runs / "tiny_robust")
     assert results.run_id.nunique() == 5
     per_run = results.groupby("run_id").metric.apply(set)
@@ -219,21 +263,37 @@ def test_papermill_runs_notebook_04_benchmarks_statistics_and_texture_cue(tmp_pa
     assert "p vs ResNet" in text and "not compared cell by cell" in text
 
 
-@pytest.mark.slow
-def test_papermill_runs_notebook_03_ablations_training_and_attack_sections(tmp_path, tiny_dataset):
-    """Notebook 03 on tiny runs: a training-side section (part labels, 3 trainings) and the four attack-side
+def ablations_plan(dataset: Path) -> dict:
+    """Notebook 03's tiny study: a training-side section (part labels, 3 trainings) and the four attack-side
     sections, which share one evaluation-only run of the trained Downsampled model."""
-    runs, figs = tmp_path / "runs", tmp_path / "figs"
-    config = {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(tiny_dataset)},
+    config = {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(dataset)},
               "eval": {"limit": 8, "pgd_steps": 2, "pgd_restarts": 1, "autoattack": False, "eps_sweep": ["32/255"],
                        "c_seg_attack": [0.5], "rays_queries": 30}}
     attacks = {"model.name": "downsampled", "eval.evaluators": ["eps_sweep", "seg_pgd", "two_stage", "rays"]}
-    plan = {"experiment": "tiny_ablations", "config": config,
+    return {"experiment": "tiny_ablations", "config": config,
             "sweep": [{"section": "part_labels", "grid": {"model.name": ["resnet", "downsampled"]}},
                       {"section": "part_labels", "set": {"model.name": "downsampled", "train.c_seg": 0.0}},
                       *({"section": s, "set": attacks} for s in ("eps_sweep", "seg_attack", "two_stage", "rays"))]}
-    params_file = tmp_path / "tiny_ablations.yaml"
-    params_file.write_text(yaml.safe_dump(plan))
+
+
+@pytest.fixture(scope="session")
+def tiny_ablation_runs(tiny_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """Notebook 03's runs, trained once in this process: (params file, experiment folder)."""
+    folder = tmp_path_factory.mktemp("ablations")
+    params_file = write_params(folder / "tiny_ablations.yaml", ablations_plan(tiny_dataset))
+    train_in_process(params_file, folder / "runs")
+    return params_file, folder / "runs" / "tiny_ablations"
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_papermill_runs_notebook_03_ablations_training_and_attack_sections(tmp_path, tiny_ablation_runs):
+    """Notebook 03 on tiny runs: a training-side section (part labels, 3 trainings) and the four attack-side
+    sections, which share one evaluation-only run of the trained Downsampled model. The runs are the session's
+    (finished: the notebook skips them)."""
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    params_file, experiment = tiny_ablation_runs
+    copy_experiment(experiment, runs)
     output = tmp_path / "03.ipynb"
     execute(REPO, "03_ablations", {"params_file": str(params_file), "runs_root": str(runs), "runner": "process",
                                    "figures_dir": str(figs)}, output, stream=False)
@@ -250,3 +310,37 @@ def test_papermill_runs_notebook_03_ablations_training_and_attack_sections(tmp_p
                                                     "03_rays.png"}
     text = output.read_text()
     assert text.count("**Verdict.**") == 5 and "not the paper's dataset" in text and "section c_seg not shown" in text
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_notebooks_run_in_the_interpreter_that_started_them(tmp_path, monkeypatch):
+    """A kernel spec named python3 first on JUPYTER_PATH, pointing at an interpreter that does not exist, changes
+    nothing: `execute` registers a kernel of sys.executable in its private Jupyter path and runs the notebook there."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    decoy = tmp_path / "decoy"
+    (decoy / "kernels" / "python3").mkdir(parents=True)
+    nowhere = str(tmp_path / "no-such-env" / "bin" / "python")
+    (decoy / "kernels" / "python3" / "kernel.json").write_text(json.dumps(
+        {"argv": [nowhere, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "decoy", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(decoy))
+    monkeypatch.setenv(KERNELS_ENV, str(tmp_path / "private"))  # not registered yet: execute does it
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == nowhere, "python3 means the decoy here"
+
+    repo = tmp_path / "checkout"  # a checkout with one notebook that prints its interpreter
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("")
+    probe = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    probe.cells = [nbformat.v4.new_code_cell("marker = None", metadata={"tags": ["parameters"]}),
+                   nbformat.v4.new_code_cell("import sys\nprint(sys.executable, marker)")]
+    nbformat.write(probe, repo / "notebooks" / "probe.ipynb")
+    output = tmp_path / "out" / "probe.ipynb"
+    execute(repo, "probe", {"marker": "probed"}, output, stream=False)
+
+    executed = nbformat.read(output, as_version=4)
+    assert executed.cells[-1].outputs[0]["text"].strip() == f"{sys.executable} probed"
+    assert os.environ["JUPYTER_PATH"].split(os.pathsep) == [str(tmp_path / "private"), str(decoy)], "the private path comes first"
+    name = python_kernel()
+    assert name != "python3" and (tmp_path / "private" / "kernels" / name / "kernel.json").is_file()
+    assert KernelSpecManager().get_kernel_spec(name).argv[0] == sys.executable

@@ -178,6 +178,7 @@ def test_pipeline_refuses_a_runs_root_in_the_sources(tmp_path, monkeypatch):
             run_pipeline(path, runs_root=root, progress=False)
 
 
+@pytest.mark.subprocess
 def test_pipeline_cli_names_the_file_and_exits_2(tmp_path):
     path = _write(tmp_path / "bad.yaml", "experiment: x\nconfig: [\n")
     done = subprocess.run([sys.executable, "-m", "partrobust.pipeline", str(path)], capture_output=True, text=True, cwd=REPO)
@@ -370,6 +371,7 @@ for i in range(40):
 """
 
 
+@pytest.mark.subprocess
 def test_two_processes_adding_results_to_one_file_lose_no_row(tmp_path):
     path = tmp_path / "results.csv"
     procs = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(path), run], stderr=subprocess.PIPE, text=True) for run in "ab"]
@@ -396,6 +398,7 @@ add_results(sys.argv[1], rows)
 """
 
 
+@pytest.mark.subprocess
 def test_a_kill_during_a_results_write_leaves_the_previous_file_intact(tmp_path):
     path = tmp_path / "results.csv"
     add_results(path, _rows("old", 158))
@@ -419,6 +422,7 @@ def test_a_kill_during_a_results_write_leaves_the_previous_file_intact(tmp_path)
     assert set(removed) == set(leftovers) and not list(tmp_path.glob(".results.csv.tmp-*"))
 
 
+@pytest.mark.subprocess
 def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path, tiny_dataset):
     config = make_run_config(tiny_values(tiny_dataset))
     run_dir = tmp_path / "run"
@@ -609,6 +613,7 @@ def test_autoattack_needing_more_classes_is_refused_before_training(tmp_path, no
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
 def test_a_failing_prepare_notebook_names_cell_line_error_output_and_rerun(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     raw = tmp_path / "PartImageNet"

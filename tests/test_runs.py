@@ -110,6 +110,7 @@ def test_training_precision_is_scoped_and_evaluation_runs_in_fp32(tiny_dataset, 
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others(tiny_dataset, tmp_path):
     bad_weights = tmp_path / "corrupt.pt"
     bad_weights.write_bytes(b"not a checkpoint")
@@ -152,6 +153,7 @@ def test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others(tiny_da
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_runs_finishing_together_lose_no_rows(tiny_dataset, tmp_path):
     params = write_plan(tmp_path / "par.yaml", tiny_dataset, {"grid": {"seed": [1, 2]}}, experiment="par")
     done = pipeline(str(params), "--runs-root", str(tmp_path / "runs"), "--runner", "process", "--jobs", "2", timeout=600)
@@ -174,6 +176,7 @@ def test_run_checks_its_inputs_before_any_compute(tiny_dataset, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
 def test_a_run_failing_in_its_notebook_reports_the_cell(tiny_dataset, tmp_path):
     from partrobust.runs.run import RunFailed, execute_run_notebook
 

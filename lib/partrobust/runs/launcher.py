@@ -92,9 +92,14 @@ def _executor(kind: str, folder: Path, cfg: LauncherConfig, name: str) -> Any:
     return executor
 
 
-def _report_of(job: Any, config: RunConfig, experiment: str, runs_root: str) -> RunReport | None:
-    """The run's report if the job ended with one; None if the job ended without finishing it (resubmit)."""
+def _report_of(job: Any, config: RunConfig, experiment: str, runs_root: str, local: bool = False) -> RunReport | None:
+    """The run's report if the job ended with one; None if the job ended without finishing it (resubmit).
+
+    `local`: the job ran on this machine, which writes its result file before the job's process exits, so a
+    missing file means it was killed (submitit would otherwise wait 15 s for a network file system to show it)."""
     try:
+        if local and not job.paths.result_pickle.exists():
+            raise RuntimeError(f"job {job.job_id} left no result")
         fields = job.result()
         return RunReport(**{**fields, "run_dir": Path(fields["run_dir"])})
     except Exception:  # noqa: BLE001 - killed, preempted past requeue, node failure: the run folder says what is left
@@ -136,7 +141,7 @@ def run_jobs(configs: list[RunConfig], experiment: str, runs_root: str | Path, l
             time.sleep(cfg.poll_s)
         unfinished = {}
         for rid, job in jobs.items():
-            report = _report_of(job, pending[rid], experiment, runs_root)
+            report = _report_of(job, pending[rid], experiment, runs_root, local=launcher == "submitit-local")
             if report is None:
                 unfinished[rid] = pending[rid]
                 print(f"[partrobust] {rid}: job {job.job_id} ended before the run finished ({job.state}); "

@@ -2,19 +2,25 @@
 
 Each notebook's parameters cell is mirrored by a `Section` (`NOTEBOOK_PARAMS`), so a params file's
 values for every notebook are validated (names, types, ranges) before the first notebook starts.
-`execute` runs a notebook with papermill; a failure raises `NotebookFailed` naming the notebook,
-the cell, the line that raised, the error, the executed copy to open, and the command to rerun.
+`execute` runs a notebook with papermill in a kernel of the interpreter that calls it
+(`python_kernel`); a failure raises `NotebookFailed` naming the notebook, the cell, the line that
+raised, the error, the executed copy to open, and the command to rerun.
 """
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
+import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..core.config import ParameterError, Section, validate
+from ..core.fileio import atomic_write_text
 from ..core.paths import refuse_source_location
 from .notebook_params import NOTEBOOK_PARAMS
 
@@ -34,6 +40,31 @@ class NotebookFailed(RuntimeError):
         if rerun:
             text += f"\n  rerun: {rerun}"
         super().__init__(text)
+
+
+KERNELS_ENV = "PARTROBUST_KERNELS_DIR"
+"""Environment variable: the private Jupyter data folder for `python_kernel` (default: a folder under the temp dir)."""
+
+
+def python_kernel() -> str:
+    """The name of a Jupyter kernel that runs this interpreter (``sys.executable``), registered here.
+
+    Its kernel spec is written to a private Jupyter data folder (``$PARTROBUST_KERNELS_DIR``, or
+    ``<tempdir>/partrobust-jupyter-<user>``) that is put first on ``JUPYTER_PATH`` in ``os.environ``
+    (child processes inherit it), under a name derived from ``sys.executable``. So a notebook always
+    runs in the interpreter, virtual environment and package that started it, whatever kernel specs
+    named ``python3`` are installed elsewhere. Idempotent; safe when several processes call it at once.
+    """
+    executable = sys.executable
+    name = "partrobust-" + hashlib.sha256(executable.encode()).hexdigest()[:12]
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    root = Path(os.environ.get(KERNELS_ENV) or Path(tempfile.gettempdir()) / f"partrobust-jupyter-{user}")
+    spec = {"argv": [executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python ({executable})", "language": "python", "metadata": {"debugger": True}}
+    atomic_write_text(root / "kernels" / name / "kernel.json", json.dumps(spec, indent=1) + "\n")  # kept if unchanged
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != str(root)]
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root), *paths])
+    return name
 
 
 def notebook_path(repo: Path, stem: str) -> Path:
@@ -89,8 +120,9 @@ def execute(repo: Path, stem: str, parameters: Mapping[str, Any], output: Path, 
 
     With `stream`, what the notebook's cells print (epoch lines, progress bars of training and
     attacks) goes to this process's stdout and stderr as it happens, so a terminal user follows
-    the notebook's progress rather than a cell counter. Raises `NotebookFailed` (cell, line,
-    error, executed copy, `rerun` command) if a cell raised.
+    the notebook's progress rather than a cell counter. The kernel runs this interpreter
+    (`python_kernel`). Raises `NotebookFailed` (cell, line, error, executed copy, `rerun` command)
+    if a cell raised.
     """
     import papermill as pm
 
@@ -100,7 +132,7 @@ def execute(repo: Path, stem: str, parameters: Mapping[str, Any], output: Path, 
     streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if stream else {}
     t0 = time.time()
     try:
-        pm.execute_notebook(str(source), str(output), parameters=dict(parameters), kernel_name="python3", cwd=str(repo),
+        pm.execute_notebook(str(source), str(output), parameters=dict(parameters), kernel_name=python_kernel(), cwd=str(repo),
                             progress_bar=False, log_output=False, **streams)
     except pm.PapermillExecutionError as err:
         line, error = _failure(err)

@@ -44,7 +44,7 @@ def task():
         loss.backward()
         opt.step()
     model.zero_grad(set_to_none=True)
-    return RowCounter(model.eval()), x[512:], y[512:]
+    return RowCounter(model).eval(), x[512:], y[512:]
 
 
 # ----------------------------------------------------------------------------- WorstCase without boolean masks

@@ -260,21 +260,36 @@ def make_figures_twice(tmp_path: Path, *extra: str) -> dict[str, str]:
     return outputs[0]
 
 
+@pytest.fixture(scope="module")
+def made_figures(tmp_path_factory) -> tuple[dict[str, str], bool]:
+    """`make figures` on the committed snapshots twice, once per module: the digests (`make_figures_twice` asserts
+    the two runs equal) and whether ../shared's paper tables were there (else conftest's made-up tables are used)."""
+    tmp = tmp_path_factory.mktemp("make_figures")
+    try:
+        paper_tables.paper_tables_dir()
+        extra, shared = (), True  # exactly `make figures`
+    except FileNotFoundError:
+        extra, shared = ("--paper-tables", str(write_mini_paper_tables(tmp / "tables"))), False
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        return make_figures_twice(tmp, *extra), shared
+
+
 @pytest.mark.slow
-def test_make_figures_is_byte_identical(tmp_path, monkeypatch):
-    """Runs without ../shared: the paper's tables in their CSV format, made up (conftest)."""
-    monkeypatch.chdir(REPO)
-    made = make_figures_twice(tmp_path, "--paper-tables", str(write_mini_paper_tables(tmp_path / "tables")))
+def test_make_figures_is_byte_identical(made_figures):
+    """The same results give the same bytes (with made-up tables in their CSV format when ../shared is absent)."""
+    made, _ = made_figures
     assert {"REPORT.md", "paper/fig04_tradeoff.png", "paper/fig04_tradeoff.pdf", "paper/tables/table01.md",
             "paper/side_by_side.csv"} <= set(made)
     assert any(name.startswith("paper/fig05_masks_") for name in made)
 
 
 @pytest.mark.slow
-def test_the_committed_figures_are_what_make_figures_gives(tables_dir, tmp_path, monkeypatch):
+def test_the_committed_figures_are_what_make_figures_gives(made_figures):
     """figures/ holds exactly what `make figures` draws from the committed snapshot and the paper's tables."""
-    monkeypatch.chdir(REPO)
-    made = make_figures_twice(tmp_path)
+    made, shared = made_figures
+    if not shared:
+        pytest.skip("shared paper tables absent: the committed figures are drawn from them")
     committed = digests(REPO / "figures")
     stale = [name for name, digest in made.items() if committed.get(name) != digest]
     assert not stale, f"figures/ is not what `make figures` gives on the committed snapshot: {stale}"

@@ -118,12 +118,12 @@ PAPER_TABLE_HEADERS = {
     17: "lr,weight_decay,c_seg,downsample_size,epsilon,attack", 18: "selection,c_seg,epsilon,attack",
     19: "concat_input,selection,c_seg,epsilon,attack",
 }
-"""The columns of each transcribed paper table between ``model`` and ``metric`` (../shared/spec/paper-tables)."""
+"""The columns of each transcribed paper table between ``model`` and ``metric`` (lib/partrobust/report/paper_data)."""
 
 
 def write_mini_paper_tables(folder: Path) -> Path:
     """All 19 paper tables in the transcribed CSV format, two made-up rows each (clean and AutoAttack,
-    or two benchmark rows), for tests that must run without ``../shared``."""
+    or two benchmark rows), for tests that pass their own paper-tables folder."""
     folder.mkdir(parents=True, exist_ok=True)
     fill = {"epsilon": "", "benchmark": "common_corruption", "printed_row": "1", "corruption": "fog", "hparam_set": "A",
             "seg_labels": "n/a", "label_type": "none", "seg_label_level": "part", "selection": "best", "background": "",

@@ -66,11 +66,9 @@ def sweep() -> pd.DataFrame:
     )
 
 
-def paper_dir_or_skip():
-    try:
-        return paper_tables.paper_tables_dir()
-    except FileNotFoundError as err:
-        pytest.skip(f"shared paper tables absent: {err}")
+def paper_dir():
+    """The transcribed paper tables shipped with the package."""
+    return paper_tables.paper_tables_dir()
 
 
 # --------------------------------------------------------------------------- wide, frontier
@@ -156,7 +154,7 @@ def test_trades_rule_tie_goes_to_higher_adversarial():
 
 
 def test_trades_rule_reproduces_table1_on_paper_tables():
-    directory = paper_dir_or_skip()
+    directory = paper_dir()
     wide = analysis.wide_runs(paper_tables.paper_as_results((8, 9, 10), directory))
     best = analysis.select_best(wide).set_index(["model", "training"])
     picked = {m: (best.loc[(m, "trades"), "beta"], best.loc[(m, "trades"), "clean_accuracy"], best.loc[(m, "trades"), "autoattack_accuracy"])
@@ -212,7 +210,7 @@ def test_paper_tables_dir_missing_raises(tmp_path):
 
 
 def test_load_paper_table_uses_our_names():
-    directory = paper_dir_or_skip()
+    directory = paper_dir()
     table = paper_tables.load_paper_table(8, directory)
     assert set(table["model"]) == {"resnet"}
     assert set(table["metric"]) == {"clean_accuracy", "autoattack_accuracy", "pgd_accuracy"}
@@ -226,7 +224,7 @@ def test_load_paper_table_uses_our_names():
 
 
 def test_compare_with_paper_matches_cells():
-    directory = paper_dir_or_skip()
+    directory = paper_dir()
     results = frame(
         run_rows("ours-a", "resnet", "pgd", acc(70.0, 35.0, 40.0), dataset="part_imagenet", lr=0.1, weight_decay=5e-4, n=500),
         run_rows("ours-b", "resnet", "pgd", acc(72.0, 37.0, 42.0), dataset="part_imagenet", lr=0.1, weight_decay=5e-4, seed=1, n=500),
@@ -267,7 +265,7 @@ def test_compare_with_paper_matches_cells():
 
 
 def test_compare_with_paper_matches_eps_for_adversarial_metrics():
-    directory = paper_dir_or_skip()
+    directory = paper_dir()
     results = frame(run_rows("e16", "resnet", "pgd", acc(70.0, 20.0), dataset="part_imagenet", eps=16 / 255))
     table = paper.compare_with_paper(results, tables=(8,), directory=directory)
     matched = table[table["run_ids"] == "e16"]
@@ -275,7 +273,7 @@ def test_compare_with_paper_matches_eps_for_adversarial_metrics():
 
 
 def test_compare_paper_with_itself_is_exact():
-    directory = paper_dir_or_skip()
+    directory = paper_dir()
     printed = paper_tables.paper_as_results((8, 9, 10), directory)
     table = paper.compare_with_paper(printed, directory=directory)
     assert table["paper"].notna().sum() == table["ours"].notna().sum() == 60 + 44 + 48
@@ -284,7 +282,7 @@ def test_compare_paper_with_itself_is_exact():
 
 
 def test_is_comparable(sweep):
-    directory = paper_dir_or_skip()
+    directory = paper_dir()
     assert not paper_tables.is_comparable(sweep, directory)
     assert not paper_tables.is_comparable(sweep, "/nonexistent"), "built-in results need no paper tables"
     assert paper_tables.is_comparable(sweep.assign(dataset="part_imagenet"), directory)

@@ -20,7 +20,6 @@ from partrobust.report import sweep_analysis as analysis  # noqa: E402
 from partrobust.runs import figures_command  # noqa: E402
 from partrobust.core.results import RESULTS_FILE, read_results  # noqa: E402
 from partrobust.report.masks import load_examples, save_examples  # noqa: E402
-from conftest import write_mini_paper_tables  # noqa: E402
 from test_analysis import acc, frame, run_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +28,8 @@ SNAPSHOT = REPO / "figures" / "builtin_study"
 
 @pytest.fixture(scope="module")
 def tables_dir() -> Path:
-    try:
-        return paper_tables.paper_tables_dir()
-    except FileNotFoundError as err:
-        pytest.skip(f"shared paper tables absent: {err}")
+    """The transcribed paper tables shipped with the package."""
+    return paper_tables.paper_tables_dir()
 
 
 def rows_by_readme(folder: Path) -> dict[int, int]:
@@ -261,37 +258,28 @@ def make_figures_twice(tmp_path: Path, *extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def made_figures(tmp_path_factory) -> tuple[dict[str, str], bool]:
-    """`make figures` on the committed snapshots twice, once per module: the digests (`make_figures_twice` asserts
-    the two runs equal) and whether ../shared's paper tables were there (else conftest's made-up tables are used)."""
+def made_figures(tmp_path_factory) -> dict[str, str]:
+    """`make figures` on the committed snapshots twice, once per module: the digests (`make_figures_twice`
+    asserts the two runs equal)."""
     tmp = tmp_path_factory.mktemp("make_figures")
-    try:
-        paper_tables.paper_tables_dir()
-        extra, shared = (), True  # exactly `make figures`
-    except FileNotFoundError:
-        extra, shared = ("--paper-tables", str(write_mini_paper_tables(tmp / "tables"))), False
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO)
-        return make_figures_twice(tmp, *extra), shared
+        return make_figures_twice(tmp)
 
 
 @pytest.mark.slow
 def test_make_figures_is_byte_identical(made_figures):
-    """The same results give the same bytes (with made-up tables in their CSV format when ../shared is absent)."""
-    made, _ = made_figures
+    """The same results give the same bytes."""
     assert {"REPORT.md", "paper/fig04_tradeoff.png", "paper/fig04_tradeoff.pdf", "paper/tables/table01.md",
-            "paper/side_by_side.csv"} <= set(made)
-    assert any(name.startswith("paper/fig05_masks_") for name in made)
+            "paper/side_by_side.csv"} <= set(made_figures)
+    assert any(name.startswith("paper/fig05_masks_") for name in made_figures)
 
 
 @pytest.mark.slow
 def test_the_committed_figures_are_what_make_figures_gives(made_figures):
     """figures/ holds exactly what `make figures` draws from the committed snapshot and the paper's tables."""
-    made, shared = made_figures
-    if not shared:
-        pytest.skip("shared paper tables absent: the committed figures are drawn from them")
     committed = digests(REPO / "figures")
-    stale = [name for name, digest in made.items() if committed.get(name) != digest]
+    stale = [name for name, digest in made_figures.items() if committed.get(name) != digest]
     assert not stale, f"figures/ is not what `make figures` gives on the committed snapshot: {stale}"
 
 
@@ -341,7 +329,7 @@ def test_benchmark_tables_select_table6s_hyperparameter_sets(tables_dir):
 
 
 def test_missing_paper_tables_stop_make_figures_before_any_file_is_touched(tmp_path, monkeypatch):
-    """Without ../shared the command fails with the folder's name, and the committed figures stay."""
+    """A missing paper-tables folder stops the command with the folder's name, and the committed figures stay."""
     monkeypatch.chdir(REPO)
     out = tmp_path / "figs"
     (out / "paper").mkdir(parents=True)

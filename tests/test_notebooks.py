@@ -131,7 +131,7 @@ def test_papermill_runs_the_pipeline_00_runs_02(tmp_path):
                   {"set": {"model.name": "resnet"}, "grid": {"seed": [1, 2]}}],  # 3 seeds of the PGD ResNet
         "notebooks": {"02_trades_sweep": {"run_missing": True}},
     }
-    paper_tables = str(write_mini_paper_tables(tmp_path / "paper-tables"))  # notebook 05 runs without ../shared too
+    paper_tables = str(write_mini_paper_tables(tmp_path / "paper-tables"))  # notebook 05 with a paper_tables folder of its own
     plan["notebooks"]["05_figures"] = {"output_dir": str(tmp_path / "figs"), "paper_tables": paper_tables}
     params_file = write_params(tmp_path / "tiny.yaml", plan)
     ids = [run_id(c) for c in expand(load_plan(params_file), str(params_file))]

@@ -4,7 +4,7 @@ Every table is described by a `TableSpec` (`TABLES`): the columns a printed numb
 (dataset, training, model, metric, eps and the table's own hyperparameters), the setup its runs
 must have, whether its rows name a hyperparameter setting or the one chosen by the paper's
 selection rule, and the command that produces its runs. `side_by_side` joins a table's printed
-numbers (read from ``../shared/spec/paper-tables``) with our results averaged over seeds
+numbers (`partrobust.report.paper_tables`) with our results averaged over seeds
 (`settings`): one row per printed number with ours, the paper's, the difference, the test images,
 the number of seeds and the run ids behind our cell. A printed number without a matching run is a
 ``missing`` row that names the command to run, never an error and never a made-up number.

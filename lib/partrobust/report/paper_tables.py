@@ -1,7 +1,7 @@
 """The paper's printed tables, read from their transcription (``tableNN.csv``) in our names.
 
-No paper number is written in the code: `load_paper_table` reads them from
-``<repo>/../shared/spec/paper-tables`` (or a folder passed as ``directory``), renaming the paper's
+No paper number is written in the code: `load_paper_table` reads them from the transcription shipped
+with the package (`PAPER_TABLES`, ``report/paper_data``; or a folder passed as ``directory``), renaming the paper's
 models, attacks and columns to ours (`PAPER_MODELS`, `PAPER_ATTACKS`, `PAPER_COLUMNS`).
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import benchmark_metric
-from ..core.paths import find_repo_root
 from ..core.results import RUN_COLUMNS, with_eps_numbers
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 
@@ -33,28 +32,17 @@ PAPER_COLUMNS = {"trades_beta": "beta", "epsilon": "eps"}
 """Paper-table column -> our column."""
 
 
-def paper_tables_dir(directory: str | Path | None = None) -> Path:
-    """The transcribed paper tables: `directory`, else ``<repo>/../shared/spec/paper-tables``.
+PAPER_TABLES = Path(__file__).resolve().parent / "paper_data"
+"""The paper's 19 numeric tables as transcribed (``tableNN.csv``), shipped with the package; their
+``README.md`` says how each was read from the paper and how its ambiguities were resolved."""
 
-    The repository root is looked up from the working directory, then from this file.
-    Raises FileNotFoundError (naming the paths tried) when the folder is absent.
-    """
-    if directory is not None:
-        candidates = [Path(directory)]
-    else:
-        candidates = []
-        for start in (None, Path(__file__).resolve().parent):
-            try:
-                candidates.append((find_repo_root(start).parent / "shared" / "spec" / "paper-tables").resolve())
-            except FileNotFoundError:
-                continue
-    for path in candidates:
-        if path.is_dir():
-            return path
-    tried = ", ".join(str(p) for p in dict.fromkeys(candidates)) or "no repository root found"
-    raise FileNotFoundError(
-        f"paper tables folder not found (tried: {tried}); it is <repo>/../shared/spec/paper-tables, or pass directory="
-    )
+
+def paper_tables_dir(directory: str | Path | None = None) -> Path:
+    """The transcribed paper tables: `directory`, else `PAPER_TABLES`; FileNotFoundError naming the folder if absent."""
+    path = Path(directory) if directory is not None else PAPER_TABLES
+    if not path.is_dir():
+        raise FileNotFoundError(f"paper tables folder not found: {path} (the transcribed tables are {PAPER_TABLES})")
+    return path
 
 
 def load_paper_table(number: int, directory: str | Path | None = None) -> pd.DataFrame:

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="*", help="experiment folders, run folders, results CSVs or snapshots (default: see above)")
     parser.add_argument("--output", default="figures", help="output folder (default: figures)")
-    parser.add_argument("--paper-tables", default=None, help="the transcribed paper tables (default: ../shared/spec/paper-tables)")
+    parser.add_argument("--paper-tables", default=None, help="a folder of transcribed paper tables (default: the package's, lib/partrobust/report/paper_data)")
     parser.add_argument("--examples", action="store_true", help="write figures/examples.npz of the inputs' finished part-model runs that lack it")
     parser.add_argument("--snapshot", metavar="FOLDER", help="copy the (single) input experiment's results and examples to FOLDER")
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..attacks.two_stage import STRATEGIES
 from ..core.config import ParameterError
 from ..core.results import trained_run_ids
 from .figures import draw
@@ -432,7 +433,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              "or by the head's score); stage 2 runs PGD on the classification loss from there.",
              "about as strong as PGD, sometimes 1 point stronger; none beats AutoAttack",
              (), "model", verdict_two_stage,
-             metrics=("pgd_accuracy", "autoattack_accuracy", *(f"two_stage_{s}_accuracy" for s in ("untargeted", "random", "mc_random", "mc_sorted"))),
+             metrics=("pgd_accuracy", "autoattack_accuracy", *(f"two_stage_{s}_accuracy" for s in STRATEGIES)),
              tables=(13,)),
     Ablation("rays", "A hard-label black-box attack", "Appendix E.4",
              "RayS needs only the predicted label: if it beat the gradient attacks, the gradients would be masked.",

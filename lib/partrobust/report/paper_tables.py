@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..attacks.two_stage import STRATEGIES
 from ..core.metrics import benchmark_metric
 from ..core.results import RUN_COLUMNS, with_eps_numbers
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
@@ -22,7 +23,7 @@ PAPER_MODELS = {"resnet50": "resnet", "bounding_box": "bbox"}
 
 PAPER_ATTACKS = {
     "clean": "clean_accuracy", "pgd": "pgd_accuracy", "autoattack": "autoattack_accuracy",
-    **{f"{first}": f"two_stage_{first}_accuracy" for first in ("untargeted", "random", "mc_random", "mc_sorted")},
+    **{f"{first}": f"two_stage_{first}_accuracy" for first in STRATEGIES},
 }
 """Paper-table `attack` -> our `metric` (Table 13's two-stage attacks are named by their first stage;
 other attacks would become ``<attack>_accuracy``)."""

@@ -9,6 +9,7 @@ import matplotlib
 import pandas as pd
 import seaborn as sns
 
+from ..attacks.two_stage import STRATEGIES
 from ..core.metrics import BENCHMARK_METRICS
 
 MODEL_LABELS = {
@@ -39,11 +40,9 @@ SWEEP_MARKERS = {
 }
 """Marker per training in the sweep trade-off (Fig. 4), as the paper draws it: filled circles PGD, open TRADES."""
 
-TWO_STAGE_STRATEGIES = ("untargeted", "random", "mc_random", "mc_sorted")
-
 METRIC_LABELS = {
     "clean_accuracy": "clean", "pgd_accuracy": "PGD", "autoattack_accuracy": "AutoAttack", "rays_accuracy": "RayS",
-    **{f"two_stage_{s}_accuracy": f"two-stage {s.replace('_', ' ')}" for s in TWO_STAGE_STRATEGIES},
+    **{f"two_stage_{s}_accuracy": f"two-stage {s.replace('_', ' ')}" for s in STRATEGIES},
     **dict(zip(BENCHMARK_METRICS, ("shape vs texture", "spurious correlation", "corruptions"))),
 }
 """Metric -> short display name (table columns, legends)."""

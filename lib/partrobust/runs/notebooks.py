@@ -61,7 +61,9 @@ def python_kernel() -> str:
     root = Path(os.environ.get(KERNELS_ENV) or Path(tempfile.gettempdir()) / f"partrobust-jupyter-{user}")
     spec = {"argv": [executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": f"Python ({executable})", "language": "python", "metadata": {"debugger": True}}
-    atomic_write_text(root / "kernels" / name / "kernel.json", json.dumps(spec, indent=1) + "\n")  # kept if unchanged
+    path, text = root / "kernels" / name / "kernel.json", json.dumps(spec, indent=1) + "\n"
+    if not path.is_file() or path.read_text() != text:  # written once per interpreter, atomically (concurrent callers)
+        atomic_write_text(path, text)
     paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != str(root)]
     os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root), *paths])
     return name

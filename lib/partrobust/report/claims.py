@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import benchmark_metric
-from ..data.synthetic import SyntheticConfig
+from ..train.loop import TrainConfig
 from .ablations import verdict_label_kinds, verdict_part_labels, verdict_two_stage
-from .paper import MAKE_TARGETS, NOTEBOOK_03, TABLES, in_main_setup, with_source
+from .paper import MAKE_TARGETS, NOTEBOOK_03, TABLES, at_chance, chance_level, in_main_setup, with_source
 from .stats import t_test
 from .style import model_label
 from .sweep_analysis import frontier, wide_runs
@@ -42,10 +42,7 @@ BUILTIN_STATUS = {"reproduced": "built-in check holds", "not reproduced": "built
 """How a status reads for built-in data (a check of the method, not a reproduction of the paper)."""
 MIN_SEEDS = 3
 """Distinct seeds (trained models) each side needs before a claim is tested."""
-CLASSES = {"part_imagenet": 11, "cityscapes": 3, "pascal_part": 5}
-"""Classes per paper dataset (chance level 100/C %); built-in data: `SyntheticConfig`'s default."""
-CHANCE_FACTOR = 1.5
-"""A baseline whose clean accuracy is below this multiple of chance level is not evidence."""
+
 MASKING_TOLERANCE = 1.0
 """Percentage points by which AutoAttack may exceed PGD accuracy on the same images before the
 gradient-masking check fails (AutoAttack and PGD use different random starts)."""
@@ -97,18 +94,6 @@ def _values(results: pd.DataFrame, run_ids: str, metric: str) -> np.ndarray:
     """One value per seed (a trained model; its runs, e.g. re-evaluations, averaged) of `metric` in `run_ids`."""
     rows = results[results["run_id"].isin(run_ids.split()) & (results["metric"] == metric)]
     return rows.groupby("run_id").agg(value=("value", "mean"), seed=("seed", "first")).groupby("seed")["value"].mean().to_numpy(float)
-
-
-def chance_level(source: str) -> float:
-    """Chance accuracy (%) of a source: 100 / classes."""
-    classes = SyntheticConfig().num_classes if source.startswith("builtin:") else CLASSES.get(source)
-    return math.nan if classes is None else 100.0 / classes
-
-
-def at_chance(clean: float, source: str) -> bool:
-    """True when a clean accuracy is below `CHANCE_FACTOR` x chance level: such a baseline is no evidence."""
-    chance = chance_level(source)
-    return not math.isnan(chance) and clean < CHANCE_FACTOR * chance
 
 
 def produced_by(source: str, params: str = "") -> str:
@@ -234,7 +219,8 @@ def no_masking_aa_below_pgd(results: pd.DataFrame, side: pd.DataFrame, builtin: 
         return "not yet run", "needs runs evaluated with PGD and AutoAttack"
     both = wide.dropna(subset=["pgd_accuracy", "autoattack_accuracy"])
     worse = both[both["autoattack_accuracy"] > both["pgd_accuracy"] + MASKING_TOLERANCE]
-    evidence = (f"AutoAttack <= PGD + {MASKING_TOLERANCE:g} points on {len(both) - len(worse)} of {len(both)} runs; "
+    evidence = (f"AutoAttack <= PGD + {MASKING_TOLERANCE:g} points on {len(both) - len(worse)} of {len(both)} evaluations "
+                f"(runs x eps); "
                 f"mean PGD - AutoAttack gap {float((both['pgd_accuracy'] - both['autoattack_accuracy']).mean()):.1f} points")
     if len(worse):
         evidence += "; fails on " + ", ".join(worse["run_id"])
@@ -259,6 +245,8 @@ def is_builtin_source(source: str) -> bool:
 
 def _holds_status(sentence: str) -> str:
     """The status of a notebook 03 verdict sentence (`partrobust.report.ablations`): it has no significance test."""
+    if "at chance level" in sentence:
+        return "inconclusive"
     if sentence.rstrip(".").endswith("does not hold"):
         return "not reproduced"
     if "not decided" in sentence or sentence.startswith("no runs"):
@@ -267,21 +255,35 @@ def _holds_status(sentence: str) -> str:
 
 
 def _from_ablation(table: int, verdict: Callable[[pd.DataFrame], str], what: str, varies: tuple[str, ...] = (),
-                   needs: str | None = None) -> Callable[..., tuple[str, str]]:
+                   needs: Callable[[pd.DataFrame], pd.Series] | None = None,
+                   keep: Callable[[pd.DataFrame], pd.Series] | None = None) -> Callable[..., tuple[str, str]]:
     """A claim judged by notebook 03's verdict for paper `table` (the same sentence as the notebook and the
-    README), on the source's runs in the table's setup (`varies`); `needs`: a metric prefix the runs must have."""
+    README), on the source's runs in the table's setup (`varies`) that `keep` keeps (the section's runs:
+    the base recipe but for what the ablation changes); `needs`: rows that must exist for a verdict."""
     def check(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:
         runs = results[(results["source"] == source) & in_main_setup(results, varies)]
-        if needs is not None:
-            has = runs.loc[runs["metric"].astype(str).str.startswith(needs), "run_id"]
-            runs = runs[runs["run_id"].isin(set(has))]
+        if keep is not None:
+            runs = runs[keep(runs)]
         command = produced_by(source) if is_builtin_source(source) else TABLES[table].produced_by
-        if runs.empty:
+        if runs.empty or (needs is not None and not needs(runs).any()):
             return "not yet run", f"needs {what}; produced by: {command}"
         sentence = verdict(runs)
         status = _holds_status(sentence)
         return status, sentence + (" (notebook 03's verdict; no significance test)" if status == "direction only" else "")
     return check
+
+
+def _base_c_seg(runs: pd.DataFrame) -> pd.Series:
+    """The ResNet and the Downsampled and Bounding-Box models at the recipe's c_seg (or 0 for Table 5): the
+    section's runs, not the c_seg sweep or the other heads."""
+    c_seg = pd.to_numeric(runs["c_seg"], errors="coerce")
+    return runs["model"].isin(["resnet", *PART_MODELS]) & (c_seg.isna() | c_seg.eq(0) | np.isclose(c_seg, TrainConfig().c_seg))
+
+
+def _with_two_stage(runs: pd.DataFrame) -> pd.Series:
+    """Runs (and their evaluations) that ran the two-stage attacks."""
+    has = runs.loc[runs["metric"].astype(str).str.startswith("two_stage_"), "run_id"]
+    return runs["run_id"].isin(set(has))
 
 
 @dataclass(frozen=True)
@@ -297,13 +299,15 @@ CLAIMS = [
     Claim("Not gradient masking: AutoAttack is not weaker than PGD", "Sec. 4, App. E.4", no_masking_aa_below_pgd),
     Claim("Not gradient masking: accuracy near 0 at eps 32/255", "Table 11, App. E.4", no_masking_large_eps),
     Claim("Not gradient masking: two-stage attacks on the segmenter do not beat AutoAttack", "Table 13",
-          _from_ablation(13, verdict_two_stage, "two-stage attacks", needs="two_stage_")),
+          _from_ablation(13, verdict_two_stage, "two-stage attacks", keep=_with_two_stage)),
     Claim("The part labels, not the architecture, bring the gains", "Table 5, App. E.3",
-          _from_ablation(5, verdict_part_labels, "part models trained with c_seg = 0", varies=("c_seg",))),
+          _from_ablation(5, verdict_part_labels, "part models trained with c_seg = 0", varies=("c_seg",), keep=_base_c_seg,
+                         needs=lambda runs: pd.to_numeric(runs["c_seg"], errors="coerce").eq(0))),
     Claim("Non-adversarial robustness 3-7 points better than the ResNet", "Tables 2-4, 6, 7",
           beats_resnet_benchmarks),
     Claim("Cheaper labels (part boxes, centroids) keep most of the gain", "Table 14, App. E.5",
-          _from_ablation(14, verdict_label_kinds, "runs with box and centroid labels", varies=("labels",))),
+          _from_ablation(14, verdict_label_kinds, "runs with box and centroid labels", varies=("labels",), keep=_base_c_seg,
+                         needs=lambda runs: runs["labels"].isin(["bbox", "centroid"]))),
 ]
 """The claims `figures/REPORT.md` tracks, in the paper's order of importance."""
 

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..core.results import eps_text, setting_columns
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
+from ..data.synthetic import SyntheticConfig
 from .matching import SWEEP_SETUP, _in_sweep_setup, _key
 from .paper_tables import load_paper_table
 from .protocol import LIMIT_COLUMN, with_protocol
@@ -184,6 +185,33 @@ def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     model_columns = [c for c in columns if c not in EVAL_COLUMNS]
     out["setting"] = ["|".join(map(str, values)) for values in out[model_columns].itertuples(index=False)]
     return out
+
+
+CLASSES = {"part_imagenet": 11, "cityscapes": 3, "pascal_part": 5}
+"""Classes per paper dataset (chance level 100/C %); built-in data: `SyntheticConfig`'s default."""
+CHANCE_FACTOR = 1.5
+"""A baseline whose clean accuracy is below this multiple of chance level is no evidence that another model wins."""
+
+
+def chance_level(source: str) -> float:
+    """Chance accuracy (%) of a source or dataset: 100 / classes (NaN when the class count is unknown)."""
+    classes = SyntheticConfig().num_classes if source.startswith("builtin:") or is_builtin(source) else CLASSES.get(source)
+    return math.nan if classes is None else 100.0 / classes
+
+
+def at_chance(clean: float, source: str) -> bool:
+    """True when a clean accuracy is below `CHANCE_FACTOR` x chance level: such a baseline is no evidence."""
+    chance = chance_level(source)
+    return not math.isnan(chance) and clean < CHANCE_FACTOR * chance
+
+
+def trained_models(results: pd.DataFrame) -> int:
+    """How many distinct trained models `results` hold: runs equal in every setting column but the evaluation
+    ones (`EVAL_COLUMNS`), and in their seed, evaluate one trained model."""
+    if results.empty:
+        return 0
+    columns = [c for c in setting_columns(results) if c not in EVAL_COLUMNS and c in results.columns]
+    return int(results[[*columns, "seed"]].astype(str).drop_duplicates().shape[0])
 
 
 def at_paper_eps(frame: pd.DataFrame) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from ..core.results import RESULT_COLUMNS, RESULTS_FILE, eps_text, gather_result
 from .claims import BUILTIN_STATUS, MIN_SEEDS, evaluate_claims
 from .figures import FIGURES, FigureData, Missing
 from .masks import EXAMPLES_FILE
-from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, source_label
+from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, source_label, trained_models
 from .style import STYLE, model_label, save_figure
 
 PAPER_DIR = "paper"
@@ -108,23 +108,18 @@ def _cell(value: float, ci: float = float("nan")) -> str:
 
 
 def test_images_text(results: pd.DataFrame) -> str:
-    """Test images per kind of number: ``clean and attacks 200; common corruption 7500 (images x corruptions x
-    severities); ...`` (a range where the runs differ)."""
-    kinds: dict[str, list[int]] = {}
-    for metric, n in zip(results["metric"].astype(str), results["n"]):
-        if pd.isna(n) or metric.startswith("gradient_masking_"):
-            continue
-        benchmark = next((b.removesuffix("_accuracy") for b in BENCHMARK_METRICS if metric.startswith(b.removesuffix("_accuracy"))), None)
-        kinds.setdefault(benchmark.replace("_", " ") if benchmark else "clean and attacks", []).append(int(n))
-    notes = {"common corruption": " (images x corruptions x severities)"}
-    return "; ".join(f"{kind} {min(v)}{'' if min(v) == max(v) else f'-{max(v)}'}{notes.get(kind, '')}"
-                     for kind, v in sorted(kinds.items(), key=lambda kv: kv[0] != "clean and attacks"))
-
-
-def _cell(value: float, ci: float = float("nan")) -> str:
-    if pd.isna(value):
-        return ""
-    return f"{value:.1f}" if pd.isna(ci) else f"{value:.1f} ± {ci:.1f}"
+    """Test images per kind of number, read from the headline metrics only (clean, PGD and AutoAttack
+    accuracy; each benchmark's accuracy): ``clean and attacks 200; common corruption 7500 (image x
+    corruption x severity); ...`` (a range where the runs differ)."""
+    kinds = {"clean and attacks": ("clean_accuracy", "pgd_accuracy", "autoattack_accuracy"),
+             **{b.removesuffix("_accuracy").replace("_", " "): (b,) for b in sorted(BENCHMARK_METRICS)}}
+    notes = {"common corruption": " (image x corruption x severity)"}
+    texts = []
+    for kind, metrics in kinds.items():
+        n = results.loc[results["metric"].isin(metrics), "n"].dropna().astype(int)
+        if not n.empty:
+            texts.append(f"{kind} {n.min()}{'' if n.min() == n.max() else f'-{n.max()}'}{notes.get(kind, '')}")
+    return "; ".join(texts)
 
 
 def _ours(frame: pd.DataFrame) -> list[str]:
@@ -295,11 +290,12 @@ def report_markdown(claims: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFr
             shown = path
         lines.append(f"- `{shown}`")
     if not results.empty:
-        lines += ["", "Runs are trained models x evaluations (an evaluation at another eps is not another run); "
-                  "seeds are the distinct training seeds; test images per kind of number.", "",
-                  "| source | runs | seeds | test images |", "|---|---|---|---|"]
+        lines += ["", "Runs: run folders (an evaluation of a run at another eps is not another run); trained models: runs "
+                  "that differ only in how they are evaluated share one (one sample over seeds); seeds: the distinct "
+                  "training seeds; test images per kind of number.", "",
+                  "| source | runs | trained models | seeds | test images |", "|---|---|---|---|---|"]
         for source, group in results.groupby("source"):
-            lines.append(f"| {source_label(source)} | {trained_run_ids(group).nunique()} | "
+            lines.append(f"| {source_label(source)} | {trained_run_ids(group).nunique()} | {trained_models(group)} | "
                          f"{', '.join(map(str, sorted(set(group['seed'].astype(int)))))} | {test_images_text(group)} |")
     lines += ["", "## Claims", "",
               f"Status per source: `reproduced` (every comparison goes the paper's way, by the size the paper claims where "

@@ -228,6 +228,11 @@ def test_report_names_the_producing_command_of_each_source():
     assert claims.produced_by("builtin:robustness_smoke") == "make robustness"
     assert claims.produced_by("builtin:builtin_study") == "make study"
     assert claims.produced_by("cityscapes") == "python -m partrobust.pipeline params/cityscapes.yaml"
+    empty = frame(run_rows("x", "resnet", "pgd", acc(1.0, 1.0)))
+    for number, name in [(1, "params/{}.yaml"), (13, "params/{}_ablations.yaml")]:
+        side = paper.side_by_side(empty, number)
+        for dataset, command in zip(side["dataset"], side["produced_by"]):
+            assert name.format(dataset) in command and sum(d in command for d in claims.PAPER_DATASETS) == 1, command
     results = paper.with_source(builtin_study(range(1)).assign(experiment="robustness_smoke"))
     table = claims.evaluate_claims(results, paper.all_side_by_side(results, numbers=(1,)), paper.builtin_table(results, 1))
     text = " ".join(table[table["source"] == "builtin:robustness_smoke"]["evidence"])

@@ -29,7 +29,7 @@ import pandas as pd
 from ..core.metrics import benchmark_metric
 from ..train.loop import TrainConfig
 from .ablations import verdict_label_kinds, verdict_part_labels, verdict_two_stage
-from .paper import MAKE_TARGETS, NOTEBOOK_03, TABLES, at_chance, chance_level, in_main_setup, with_source
+from .paper import MAKE_TARGETS, at_chance, chance_level, in_main_setup, with_source
 from .stats import t_test
 from .style import model_label
 from .sweep_analysis import frontier, wide_runs
@@ -94,6 +94,10 @@ def _values(results: pd.DataFrame, run_ids: str, metric: str) -> np.ndarray:
     """One value per seed (a trained model; its runs, e.g. re-evaluations, averaged) of `metric` in `run_ids`."""
     rows = results[results["run_id"].isin(run_ids.split()) & (results["metric"] == metric)]
     return rows.groupby("run_id").agg(value=("value", "mean"), seed=("seed", "first")).groupby("seed")["value"].mean().to_numpy(float)
+
+
+ABLATION_PARAMS = "params/{dataset}_ablations.yaml"
+"""Each paper dataset's ablation params file (notebook 03)."""
 
 
 def produced_by(source: str, params: str = "") -> str:
@@ -188,8 +192,9 @@ def beats_resnet_benchmarks(results: pd.DataFrame, side: pd.DataFrame, builtin: 
                                         f"Table {table} {metric.replace('_accuracy', '').replace('_', ' ')}", BENCHMARK_MARGIN)
         comparisons += found
         gaps += [f"{g} (Table {table})" for g in missing]
-    return _verdict(comparisons, gaps, produced_by(source, "params/{dataset}_robustness.yaml") if not is_builtin_source(source)
-                    else produced_by(source))
+    command = (produced_by(source, "params/{dataset}_robustness.yaml") if source in ("part_imagenet",) or is_builtin_source(source)
+               else "none: the paper's Tables 2-4 are on Part-ImageNet only")
+    return _verdict(comparisons, gaps, command)
 
 
 def dominates_tradeoff(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:
@@ -233,7 +238,7 @@ def no_masking_large_eps(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.
     eps = rows["eps"] if not rows.empty else pd.Series(dtype=float)
     large = rows[np.isclose(eps.astype(float), 32 / 255)] if not rows.empty else rows
     if large.empty:
-        return "not yet run", f"needs evaluations at eps 32/255; produced by: {produced_by(source) if is_builtin_source(source) else NOTEBOOK_03}"
+        return "not yet run", f"needs evaluations at eps 32/255; produced by: {produced_by(source, ABLATION_PARAMS)}"
     high = large[large["value"] >= 5.0]
     evidence = f"{len(large) - len(high)} of {len(large)} evaluations at 32/255 below 5 %"
     return ("not reproduced" if len(high) else "reproduced"), evidence
@@ -264,7 +269,7 @@ def _from_ablation(table: int, verdict: Callable[[pd.DataFrame], str], what: str
         runs = results[(results["source"] == source) & in_main_setup(results, varies)]
         if keep is not None:
             runs = runs[keep(runs)]
-        command = produced_by(source) if is_builtin_source(source) else TABLES[table].produced_by
+        command = produced_by(source, ABLATION_PARAMS)
         if runs.empty or (needs is not None and not needs(runs).any()):
             return "not yet run", f"needs {what}; produced by: {command}"
         sentence = verdict(runs)

@@ -119,6 +119,20 @@ TABLES: dict[int, TableSpec] = {spec.number: spec for spec in [
 BASE_KEYS = ("dataset", "training", "model", "metric")
 
 
+def row_command(spec: TableSpec, dataset: str) -> str:
+    """The command that produces a printed row's runs on its own `dataset` (its params file, not all three)."""
+    if spec.produced_by == MAIN_RUNS:
+        return _pipeline(f"params/{dataset}.yaml")
+    if spec.produced_by == NOTEBOOK_03:
+        return f"notebook 03_ablations ({_pipeline(f'params/{dataset}_ablations.yaml')})"
+    return spec.produced_by
+
+
+def missing_commands(side: pd.DataFrame) -> str:
+    """The distinct commands of a side-by-side's missing rows, in order ('' when none is missing)."""
+    return "; ".join(dict.fromkeys(side.loc[side["status"] == "missing", "produced_by"]))
+
+
 # --------------------------------------------------------------------------- our side: settings
 
 
@@ -383,7 +397,7 @@ def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec, compara
             "comparable": ("not comparable: " + "; ".join(gaps) if gaps else "yes") if found else "",
             "selection": f"selected on test-set numbers among {candidates} settings" if found and rule is not None else "",
             "not_comparable": _not_comparable_text(others) if not others.empty else "",
-            "status": "ours" if found else "missing", "produced_by": spec.produced_by,
+            "status": "ours" if found else "missing", "produced_by": row_command(spec, str(row["dataset"])),
         })
     out = pd.DataFrame(rows, columns=SIDE_BY_SIDE_COLUMNS)
     out["difference"] = out["ours"].astype(float) - out["paper"].astype(float)

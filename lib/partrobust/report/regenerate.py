@@ -26,13 +26,14 @@ import pandas as pd
 import seaborn as sns
 
 from ..core.fileio import atomic_write_text
-from ..core.paths import find_repo_root
 from ..core.metrics import BENCHMARK_METRICS
+from ..core.paths import find_repo_root
 from ..core.results import RESULT_COLUMNS, RESULTS_FILE, eps_text, gather_results, read_results, results_csv, trained_run_ids
 from .claims import BUILTIN_STATUS, MIN_SEEDS, evaluate_claims
 from .figures import FIGURES, FigureData, Missing
 from .masks import EXAMPLES_FILE
-from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, source_label, trained_models
+from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, missing_commands, source_label, trained_models
+from .protocol import with_protocol
 from .style import STYLE, model_label, save_figure
 
 PAPER_DIR = "paper"
@@ -122,6 +123,21 @@ def test_images_text(results: pd.DataFrame) -> str:
     return "; ".join(texts)
 
 
+HEADLINE = ("clean_accuracy", "pgd_accuracy", "autoattack_accuracy")
+
+
+def attacks_text(results: pd.DataFrame) -> str:
+    """The attacks and budgets behind a source's PGD and AutoAttack numbers (`partrobust.report.protocol.attack_text`)."""
+    rows = with_protocol(results[results["metric"].isin(HEADLINE[1:])])
+    return "; ".join(sorted(set(rows["attack"]))) or "none"
+
+
+def comparable_text(results: pd.DataFrame) -> str:
+    """``yes`` when every clean, PGD and AutoAttack number of a source is measured as the paper measured, else why not."""
+    gaps = sorted({g for gap in with_protocol(results[results["metric"].isin(HEADLINE)])["protocol_gap"] for g in gap.split("; ") if g})
+    return "yes" if not gaps else "no: " + "; ".join(gaps)
+
+
 def _ours(frame: pd.DataFrame) -> list[str]:
     return [_cell(v, c) if s == "ours" else "missing" for v, c, s in zip(frame["ours"], frame["ours_ci95"], frame["status"])]
 
@@ -178,7 +194,8 @@ def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int) -> st
     unfair = int(side["not_comparable"].fillna("").ne("").sum())
     lines = [f"# Table {number}: {spec.title}", "",
              f"{found} of {len(side)} printed numbers have our runs measured as the paper measured; {unfair} more have runs "
-             f"measured otherwise (\"beside the cell\", never in it). Missing numbers are produced by: {spec.produced_by}.", ""]
+             f"measured otherwise (\"beside the cell\", never in it). Missing numbers are produced by: "
+             f"{missing_commands(side) or 'none missing'}.", ""]
     if number == 1:
         lines += ["Ours / the paper's (%), clean and AutoAttack (eps 8/255) accuracy:", "", table1_grid(side, with_paper=True), "",
                   "## Per cell: how ours was measured", ""]
@@ -265,7 +282,7 @@ def coverage(outputs: Outputs) -> pd.DataFrame:
         ours = int((cells["status"] == "ours").sum())
         rows.append({"table": number, "title": spec.title, "printed": len(cells), "ours": ours,
                      "built-in cells": int(((builtin["table"] == number) & (builtin["status"] == "ours")).sum()),
-                     "missing produced by": spec.produced_by if ours < len(cells) else ""})
+                     "missing produced by": missing_commands(cells)})
     return pd.DataFrame(rows).set_index("table")
 
 
@@ -293,10 +310,12 @@ def report_markdown(claims: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFr
         lines += ["", "Runs: run folders (an evaluation of a run at another eps is not another run); trained models: runs "
                   "that differ only in how they are evaluated share one (one sample over seeds); seeds: the distinct "
                   "training seeds; test images per kind of number.", "",
-                  "| source | runs | trained models | seeds | test images |", "|---|---|---|---|---|"]
+                  "| source | runs | trained models | seeds | test images | attacks | measured as the paper? |",
+                  "|---|---|---|---|---|---|---|"]
         for source, group in results.groupby("source"):
             lines.append(f"| {source_label(source)} | {trained_run_ids(group).nunique()} | {trained_models(group)} | "
-                         f"{', '.join(map(str, sorted(set(group['seed'].astype(int)))))} | {test_images_text(group)} |")
+                         f"{', '.join(map(str, sorted(set(group['seed'].astype(int)))))} | {test_images_text(group)} | "
+                         f"{attacks_text(group)} | {comparable_text(group)} |")
     lines += ["", "## Claims", "",
               f"Status per source: `reproduced` (every comparison goes the paper's way, by the size the paper claims where "
               f"it claims one, with a Welch t-test p < 0.05 over at least {MIN_SEEDS} distinct seeds a side; re-evaluations "
@@ -325,8 +344,7 @@ def report_markdown(claims: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFr
         extra = int(((builtin["table"] == number) & (builtin["status"] == "ours")).sum()) if not builtin.empty else 0
         link = _link(tables_dir / f"table{number:02d}.md", out)
         unfair = int(cells["not_comparable"].fillna("").ne("").sum())
-        lines.append(f"| [{number}: {spec.title}]({link}) | {len(cells)} | {ours} | {unfair} | {extra} | "
-                     f"{spec.produced_by if ours < len(cells) else ''} |")
+        lines.append(f"| [{number}: {spec.title}]({link}) | {len(cells)} | {ours} | {unfair} | {extra} | {missing_commands(cells)} |")
     lines += ["", "## Figures", "", "| figure | paper | files |", "|---|---|---|"]
     for name, spec in FIGURES.items():
         if name in figures:

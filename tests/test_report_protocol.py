@@ -269,3 +269,20 @@ def test_the_report_gives_notebook_03s_verdict_for_tables_5_13_14():
         assert evidence.startswith(expected), (table, evidence, expected)
         assert status != "not yet run"
     assert "at chance level" in evidence and status == "inconclusive", "Table 14's ResNet (21.9 % clean) is no evidence"
+
+
+def test_result_rows_record_the_test_set_limit_and_older_files_read_as_unknown(tmp_path):
+    from partrobust.core.results import RESULT_COLUMNS, read_results
+    from partrobust.runs.records import result_rows
+    from partrobust.runs.sweep import expand, load_plan
+
+    from pathlib import Path
+
+    config = expand(load_plan(Path(__file__).resolve().parents[1] / "params" / "smoke.yaml"), "params/smoke.yaml")[0]
+    rows = result_rows([{"metric": "clean_accuracy", "value": 50.0, "n": 64}], config, experiment="e", dataset="d")
+    assert rows[0]["eval_limit"] == config.eval.limit
+    old = pd.DataFrame(rows, columns=RESULT_COLUMNS).drop(columns="eval_limit")
+    old.to_csv(tmp_path / "results.csv", index=False)
+    read = read_results(tmp_path / "results.csv")
+    assert (read["eval_limit"] == "unknown").all()
+    assert protocol.with_protocol(read)["protocol_gap"].eq("test-set size not recorded").all()

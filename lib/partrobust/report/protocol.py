@@ -79,7 +79,7 @@ def pgd_protocol(note: Any) -> tuple[str, str]:
     label = f"PGD {steps} steps of {step}, {restarts} restarts"
     if steps >= PAPER_PGD[0] and restarts >= PAPER_PGD[1]:
         return label, ""
-    return label, f"weaker PGD ({steps} steps, {restarts} restarts; paper {PAPER_PGD[0]} steps, {PAPER_PGD[1]} restarts)"
+    return label, f"weaker PGD ({steps} steps, {restarts} restarts < the paper's {PAPER_PGD[0]} steps, {PAPER_PGD[1]} restarts)"
 
 
 def limit_gap(limit: Any) -> str:

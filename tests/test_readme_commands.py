@@ -12,7 +12,6 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import KERNEL, REPO, TINY_RUN

@@ -15,7 +15,6 @@ from pathlib import Path
 from ..core.fileio import atomic_write_text
 from ..core.paths import find_repo_root
 
-
 DOC_PAGES = ("README.md", "notebooks/README.md", "params/README.md", "params/real-data-and-gpus.md", "lib/README.md")
 
 

@@ -6,12 +6,14 @@ The repository's tracked files are copied into an empty folder (nothing beside t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from partrobust.report.readme import DOC_PAGES
 from test_figures import digests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,3 +51,16 @@ def test_a_plain_clone_regenerates_every_committed_figure(tmp_path):
     assert {"REPORT.md", "paper/tables/table01.md"} <= set(produced)
     stale = sorted(name for name, digest in produced.items() if committed.get(name) != digest)
     assert not stale, f"a plain clone's `make figures` differs from the committed figures: {stale}"
+
+
+def test_every_relative_link_of_the_documentation_resolves():
+    """README.md and the pages it links (and figures/REPORT.md) link only to files of the repository."""
+    broken = []
+    for page in (*DOC_PAGES, "figures/REPORT.md"):
+        for target in re.findall(r"\]\(([^)\s]+)\)", (REPO / page).read_text()):
+            if target.startswith(("http://", "https://", "#", "mailto:")):
+                continue
+            path = (REPO / page).parent / target.split("#", 1)[0]
+            if not path.exists() or REPO not in path.resolve().parents and path.resolve() != REPO:
+                broken.append(f"{page}: {target}")
+    assert not broken, broken

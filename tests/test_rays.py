@@ -296,3 +296,14 @@ def test_default_tolerance_matches_a_port_of_the_reference(tiny_net):
     assert 0 < port.float().mean() < 1  # a real test: some samples break, some do not
     coarse = RayS(eps=eps, query_limit=queries, tolerance=1e-3).run(model, x, y)
     assert coarse.robust_accuracy > ours.robust_accuracy  # the old default: 87.5 % robust where the port leaves 50 %
+
+
+def test_rays_rows_state_the_tolerance():
+    from partrobust.eval.config import EvalConfig
+    from partrobust.eval.evaluators import evaluate
+
+    model, x, y, _ = linear_case(n=4)
+    cfg = EvalConfig(pgd_steps=2, pgd_restarts=1, autoattack=False, masking_checks=False, evaluators=["rays"], rays_queries=5)
+    rows, _ = evaluate(model, x, torch.zeros(4, 4, 4, dtype=torch.long), y, cfg, progress=False)
+    (note,) = [r["note"] for r in rows if r["metric"] == "rays_accuracy"]
+    assert "5 queries per image" in note and "tolerance 0.00014 pixel units" in note  # 1e-3 / sqrt(48)

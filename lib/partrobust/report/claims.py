@@ -29,6 +29,7 @@ import pandas as pd
 from ..core.metrics import benchmark_metric
 from ..train.loop import TrainConfig
 from .ablations import verdict_label_kinds, verdict_part_labels, verdict_two_stage
+from .masking_verdicts import cap_masking_claim
 from .paper import MAKE_TARGETS, at_chance, chance_level, in_main_setup, with_source
 from .stats import t_test
 from .style import model_label
@@ -325,6 +326,7 @@ def evaluate_claims(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataF
     for claim in CLAIMS:
         for source in _sources(results):
             status, evidence = claim.check(results, side, builtin, source)
+            status, evidence = cap_masking_claim(claim.name, status, evidence, results[results["source"] == source])
             status = BUILTIN_STATUS.get(status, status) if is_builtin_source(source) else status
             rows.append({"claim": claim.name, "paper": claim.paper, "source": source, "status": status, "evidence": evidence})
     return pd.DataFrame(rows)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import benchmark_metric
+from ..core.results import trained_run_ids
 from ..train.loop import TrainConfig
 from .ablations import verdict_label_kinds, verdict_part_labels, verdict_two_stage
 from .masking_verdicts import cap_masking_claim
@@ -213,7 +214,7 @@ def dominates_tradeoff(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.Da
                      for r in line.itertuples())
         verdicts.append((model, beaten, len(line)))
     evidence = "; ".join(f"{model_label(m)} matches or beats {b} of the ResNet's {n} frontier points" for m, b, n in verdicts)
-    evidence += f" ({wide['run_id'].nunique()} runs, one point per run)"
+    evidence += f" ({trained_run_ids(wide).nunique()} runs, one point per run)"
     status = "direction only" if all(b == n for _, b, n in verdicts) else "not reproduced"
     return status, evidence + ("; a frontier comparison has no significance test" if status == "direction only" else "")
 

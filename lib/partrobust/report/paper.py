@@ -395,7 +395,8 @@ def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec, compara
             "run_ids": " ".join(sorted({r for ids in cells["run_ids"] for r in ids.split()})),
             "attack": " / ".join(sorted(set(cells["attack"]))) if found else "",
             "comparable": ("not comparable: " + "; ".join(gaps) if gaps else "yes") if found else "",
-            "selection": f"selected on test-set numbers among {candidates} settings" if found and rule is not None else "",
+            "selection": (f"selected on test-set numbers among {candidates} setting{'' if candidates == 1 else 's'}"
+                          if found and rule is not None else ""),
             "not_comparable": _not_comparable_text(others) if not others.empty else "",
             "status": "ours" if found else "missing", "produced_by": row_command(spec, str(row["dataset"])),
         })

@@ -225,9 +225,12 @@ def test_table1_is_printed_as_the_papers_grid():
 
 
 def test_report_names_the_producing_command_of_each_source():
-    assert claims.produced_by("builtin:robustness_smoke") == "make robustness"
+    assert claims.produced_by("builtin:robustness_smoke", "robustness") == "make robustness"
     assert claims.produced_by("builtin:builtin_study") == "make study"
+    assert claims.produced_by("builtin:robustness_smoke").startswith("not in this source's recipe (make robustness); make study")
+    assert claims.produced_by("builtin:ablations_smoke", "ablations") == "make ablations"
     assert claims.produced_by("cityscapes") == "python -m partrobust.pipeline params/cityscapes.yaml"
+    assert claims.produced_by("pascal_part", "ablations") == "python -m partrobust.pipeline params/pascal_part_ablations.yaml"
     empty = frame(run_rows("x", "resnet", "pgd", acc(1.0, 1.0)))
     for number, name in [(1, "params/{}.yaml"), (13, "params/{}_ablations.yaml")]:
         side = paper.side_by_side(empty, number)
@@ -236,7 +239,7 @@ def test_report_names_the_producing_command_of_each_source():
     results = paper.with_source(builtin_study(range(1)).assign(experiment="robustness_smoke"))
     table = claims.evaluate_claims(results, paper.all_side_by_side(results, numbers=(1,)), paper.builtin_table(results, 1))
     text = " ".join(table[table["source"] == "builtin:robustness_smoke"]["evidence"])
-    assert "part_imagenet" not in text and "make study" not in text
+    assert "part_imagenet" not in text and "produced by: make study" not in text and "(make robustness)" in text
 
 
 def test_test_images_are_said_per_kind_of_number():

@@ -98,17 +98,25 @@ def _values(results: pd.DataFrame, run_ids: str, metric: str) -> np.ndarray:
     return rows.groupby("run_id").agg(value=("value", "mean"), seed=("seed", "first")).groupby("seed")["value"].mean().to_numpy(float)
 
 
-ABLATION_PARAMS = "params/{dataset}_ablations.yaml"
-"""Each paper dataset's ablation params file (notebook 03)."""
+RECIPES = {"main": ("params/{dataset}.yaml", "builtin_study"), "ablations": ("params/{dataset}_ablations.yaml", "ablations_smoke"),
+           "robustness": ("params/{dataset}_robustness.yaml", "robustness_smoke")}
+"""What a claim needs -> (a paper dataset's params file, the built-in experiment that makes it)."""
 
 
-def produced_by(source: str, params: str = "") -> str:
-    """The command that produces a source's runs: the Makefile target of a built-in experiment, else the
-    dataset's own params file (`params`: a params file pattern with ``{dataset}``, default ``params/{dataset}.yaml``)."""
-    if source.startswith("builtin:"):
-        experiment = source.split(":", 1)[1]
-        return MAKE_TARGETS.get(experiment, f"python -m partrobust.pipeline params/{experiment}.yaml")
-    return f"python -m partrobust.pipeline {(params or 'params/{dataset}.yaml').format(dataset=source)}"
+def produced_by(source: str, kind: str = "main") -> str:
+    """The command that produces the runs a claim of `kind` (`RECIPES`) needs on `source`: a paper
+    dataset's own params file; for built-in data the source's own ``make`` target, or, when its recipe
+    has no such runs, that target and the one that makes them (as a built-in source of its own)."""
+    params, experiment = RECIPES[kind]
+    if not source.startswith("builtin:"):
+        if kind == "robustness" and source != "part_imagenet":
+            return "none: the paper's Tables 2-4 are on Part-ImageNet only"
+        return f"python -m partrobust.pipeline {params.format(dataset=source)}"
+    own = source.split(":", 1)[1]
+    command = MAKE_TARGETS.get(own, f"python -m partrobust.pipeline params/{own}.yaml")
+    if own == experiment:
+        return command
+    return f"not in this source's recipe ({command}); {MAKE_TARGETS[experiment]} makes them, as built-in data ({experiment})"
 
 
 def _cells(side: pd.DataFrame, builtin: pd.DataFrame, table: int) -> pd.DataFrame:
@@ -194,9 +202,7 @@ def beats_resnet_benchmarks(results: pd.DataFrame, side: pd.DataFrame, builtin: 
                                         f"Table {table} {metric.replace('_accuracy', '').replace('_', ' ')}", BENCHMARK_MARGIN)
         comparisons += found
         gaps += [f"{g} (Table {table})" for g in missing]
-    command = (produced_by(source, "params/{dataset}_robustness.yaml") if source in ("part_imagenet",) or is_builtin_source(source)
-               else "none: the paper's Tables 2-4 are on Part-ImageNet only")
-    return _verdict(comparisons, gaps, command)
+    return _verdict(comparisons, gaps, produced_by(source, "robustness"))
 
 
 def dominates_tradeoff(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFrame, source: str) -> tuple[str, str]:
@@ -240,7 +246,7 @@ def no_masking_large_eps(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.
     eps = rows["eps"] if not rows.empty else pd.Series(dtype=float)
     large = rows[np.isclose(eps.astype(float), 32 / 255)] if not rows.empty else rows
     if large.empty:
-        return "not yet run", f"needs evaluations at eps 32/255; produced by: {produced_by(source, ABLATION_PARAMS)}"
+        return "not yet run", f"needs evaluations at eps 32/255; produced by: {produced_by(source, 'ablations')}"
     high = large[large["value"] >= 5.0]
     evidence = f"{len(large) - len(high)} of {len(large)} evaluations at 32/255 below 5 %"
     return ("not reproduced" if len(high) else "reproduced"), evidence
@@ -271,7 +277,7 @@ def _from_ablation(table: int, verdict: Callable[[pd.DataFrame], str], what: str
         runs = results[(results["source"] == source) & in_main_setup(results, varies)]
         if keep is not None:
             runs = runs[keep(runs)]
-        command = produced_by(source, ABLATION_PARAMS)
+        command = produced_by(source, "ablations")
         if runs.empty or (needs is not None and not needs(runs).any()):
             return "not yet run", f"needs {what}; produced by: {command}"
         sentence = verdict(runs)

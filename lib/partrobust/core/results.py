@@ -40,6 +40,7 @@ RESULT_INDEX: dict[str, str] = {
     "train_steps": "train.steps",
     "eps": "eval.eps",
     "evaluators": "eval.evaluators",
+    "eval_limit": "eval.limit",
     "seed": "seed",
 }
 """Results column -> config key: the fields the paper's tables are indexed by (empty where inapplicable)."""
@@ -53,6 +54,8 @@ RUN_COLUMNS = ["experiment", "run_id", "dataset", "training", *RESULT_INDEX]
 METRIC_COLUMNS = ["metric", "value", "n", "note"]
 RESULT_COLUMNS = [*RUN_COLUMNS, *METRIC_COLUMNS, "config_hash"]
 _NOT_SETTING = ("experiment", "run_id", "seed")
+UNKNOWN_LIMIT = "unknown"
+"""``eval_limit`` of results files written before the column existed (test-set size not recorded)."""
 
 
 def setting_columns(results: pd.DataFrame) -> list[str]:
@@ -158,10 +161,14 @@ def evaluators_label(evaluators: Sequence[str]) -> str:
 def _read_stored(path: str | Path) -> pd.DataFrame:
     """One results CSV as stored; a file without the result columns is refused by name.
 
-    Files written before the ``evaluators`` column existed get ``none`` (no run had any then)."""
+    Files written before the ``evaluators`` column existed get ``none`` (no run had any then); files
+    written before ``eval_limit`` (the first N test images, empty for the whole split) existed get
+    ``unknown`` (the report then cannot call their numbers comparable with the paper's)."""
     frame = pd.read_csv(path)
     if "evaluators" not in frame.columns:
         frame.insert(frame.columns.get_loc("eps") + 1 if "eps" in frame.columns else len(frame.columns), "evaluators", "none")
+    if "eval_limit" not in frame.columns:
+        frame.insert(frame.columns.get_loc("evaluators") + 1, "eval_limit", UNKNOWN_LIMIT)
     missing = set(RESULT_COLUMNS) - set(frame.columns)
     if missing:
         raise ValueError(f"{path} is not a results file: missing columns {sorted(missing)}")

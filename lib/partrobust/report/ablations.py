@@ -28,7 +28,7 @@ from ..attacks.two_stage import STRATEGIES
 from ..core.config import ParameterError
 from ..core.results import trained_run_ids
 from .figures import draw
-from .paper import settings, side_by_side
+from .paper import at_chance, chance_level, settings, side_by_side
 from .paper_tables import is_comparable
 from .style import MODEL_COLORS, metric_label, model_label, save_figure
 
@@ -235,12 +235,16 @@ def verdict_label_kinds(results: pd.DataFrame) -> str:
     table = _at_smallest(results)
     adv = _adv_metric(table)
     base = _cell(table, adv, model="resnet")
+    base_clean = _cell(table, "clean_accuracy", model="resnet")
+    chance = not np.isnan(base_clean) and at_chance(base_clean, str(table["dataset"].iloc[0]))
     kinds = [k for k in ("segmentation", "bounding_boxes", "centroids") if (table.get("label_type") == k).any()]
     cells = {k: _best(table, adv, label_type=k) for k in kinds}
-    ok = None if np.isnan(base) or not cells else all(v[1] > base for v in cells.values())
+    ok = None if np.isnan(base) or not cells or chance else all(v[1] > base for v in cells.values())
     listing = ", ".join(f"{k} {v[0]:.1f} / {v[1]:.1f}" for k, v in cells.items())
-    return (f"Clean / adversarial by label kind: {listing}; ResNet adversarial {base:.1f}. The paper's conclusion (every kind "
-            f"of part label beats the ResNet) {_holds(ok)}.")
+    flag = (f" The ResNet's clean accuracy {base_clean:.1f} % is at chance level ({chance_level(str(table['dataset'].iloc[0])):.0f} %): "
+            "no evidence either way." if chance else "")
+    return (f"Clean / adversarial by label kind: {listing}; ResNet adversarial {base:.1f}.{flag} The paper's conclusion (every kind "
+            f"of part label beats the ResNet) {'not decided (baseline at chance level)' if chance else _holds(ok)}.")
 
 
 def _difference(table: pd.DataFrame, metric: str, key: str, a, b) -> float:

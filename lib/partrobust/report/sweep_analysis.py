@@ -128,20 +128,42 @@ def trades_clean_target(wide: pd.DataFrame) -> pd.Series:
     return trades.groupby(["dataset", "model"])["clean_accuracy"].max().groupby(level="dataset").min()
 
 
-def select_best(wide: pd.DataFrame, adv_metric: str = "autoattack_accuracy") -> pd.DataFrame:
+def _comparable_pick(group: pd.DataFrame, baseline_adv: float, adv_metric: str) -> tuple[pd.Series, str]:
+    """App. B.1's pick for a part model: the highest clean accuracy among the runs whose `adv_metric` is
+    comparable with (not below) the baseline's; none such: the highest `adv_metric`."""
+    comparable = group[group[adv_metric].round(DECIMALS) >= round(baseline_adv, DECIMALS)]
+    if comparable.empty:
+        return (_pick(group, [(adv_metric, False), ("clean_accuracy", False)]),
+                f"no run reaches the baseline's {adv_metric} {baseline_adv:g}: highest {adv_metric}")
+    return (_pick(comparable, [("clean_accuracy", False), (adv_metric, False)]),
+            f"highest clean_accuracy among the {len(comparable)} runs with {adv_metric} >= the baseline's {baseline_adv:g} "
+            "(App. B.1: comparable adversarial accuracy)")
+
+
+def select_best(wide: pd.DataFrame, adv_metric: str = "autoattack_accuracy", baseline: pd.Series | None = None) -> pd.DataFrame:
     """One run per (dataset, model, training), chosen by the paper's rule; ``selection`` says which rule.
 
-    - pgd (lr x weight-decay grid, c_seg sweeps): highest `adv_metric`, ties -> higher clean
+    - pgd, the baseline (lr x weight-decay grid): highest `adv_metric`, ties -> higher clean
       accuracy (App. B.1: grid search for the best learning rate and weight decay).
+    - pgd, a part model (grid and c_seg sweep): App. B.1 reports "the model with comparable
+      adversarial accuracy to the baseline": the highest clean accuracy among its runs whose
+      `adv_metric` is not below the baseline's pick of the same dataset (`_comparable_pick`);
+      without a baseline pick, the baseline's rule.
     - trades (beta sweep): clean accuracy closest to the dataset's target (`trades_clean_target`),
       ties -> higher `adv_metric` (Sec. 4: models with similar clean accuracy are compared).
     - normal: highest clean accuracy, ties -> higher `adv_metric`.
 
-    Extra columns: ``candidates`` (runs the choice was made from) and ``target_clean`` (TRADES).
+    `baseline`: True for the baseline's rows (default: model ``resnet``). Extra columns:
+    ``candidates`` (runs the choice was made from) and ``target_clean`` (TRADES).
     """
     if adv_metric not in wide.columns:
         raise KeyError(f"no {adv_metric!r} column; metrics present: {present_metrics(wide)}")
+    wide = wide.assign(_baseline=(wide["model"].eq("resnet") if baseline is None else baseline).to_numpy(bool))
     targets = trades_clean_target(wide)
+    baseline_adv = {}
+    for (dataset, training), group in wide[wide["_baseline"]].groupby(["dataset", "training"]):
+        if training == "pgd" and group[adv_metric].notna().any():
+            baseline_adv[dataset] = float(_pick(group, [(adv_metric, False), ("clean_accuracy", False)])[adv_metric])
     chosen: list[pd.Series] = []
     for (dataset, model, training), group in wide.groupby(["dataset", "model", "training"], sort=True):
         count = len(group)
@@ -155,12 +177,15 @@ def select_best(wide: pd.DataFrame, adv_metric: str = "autoattack_accuracy") -> 
         elif training == "normal":
             row = _pick(group, [("clean_accuracy", False), (adv_metric, False)])
             rule = f"normal: highest clean_accuracy, ties -> higher {adv_metric}; {count} runs"
+        elif training == "pgd" and not group["_baseline"].all() and dataset in baseline_adv:
+            row, how = _comparable_pick(group, baseline_adv[dataset], adv_metric)
+            rule = f"pgd: {how}; {count} runs"
         else:
             row = _pick(group, [(adv_metric, False), ("clean_accuracy", False)])
             rule = f"{training}: highest {adv_metric}, ties -> higher clean_accuracy; {count} runs"
-        chosen.append(pd.concat([row, pd.Series({"selection": rule, "candidates": count, "target_clean": target})]))
+        chosen.append(pd.concat([row.drop("_baseline"), pd.Series({"selection": rule, "candidates": count, "target_clean": target})]))
     if not chosen:
-        return pd.DataFrame(columns=[*wide.columns, "selection", "candidates", "target_clean"])
+        return pd.DataFrame(columns=[*wide.columns.drop("_baseline"), "selection", "candidates", "target_clean"])
     return pd.DataFrame(chosen).reset_index(drop=True)
 
 

@@ -939,3 +939,50 @@ def test_the_table_totals():
           f"({100 * exit2 / len(_OUTCOMES):.0f}%), exit 3 (busy): {len(_OUTCOMES) - exit2}; slowest error: {slowest[0]} "
           f"{slowest[1]['seconds']:.2f} s")
     assert refused == len(EXIT_CASES) and all(o["exit"] in (2, 3) for o in _OUTCOMES.values())
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_busy_run_is_reported_in_its_own_words_and_counts_as_done_when_the_other_process_finishes_it(tiny_dataset, tmp_path):
+    """The batch runner's report of a run another process holds: its own child's ``busy:`` line (never the
+    other process's log lines), and, once the other process has finished the run, done: two pipelines that
+    together finished every run both exit 0."""
+    from partrobust.runs.pipeline import exit_code
+    from partrobust.runs.rundir import read_status, write_status
+    from partrobust.runs.sweep import execute_one, run_sweep
+
+    runs = tmp_path / "runs"
+    config = make_run_config(tiny_values(tiny_dataset))
+    folder = runs / "exp" / run_id(config)
+    claim(folder, config, "exp")
+    (folder / "log.txt").write_text("OTHER PROCESS: clean 3/50 loss 1.234\n")
+    held, release = threading.Event(), threading.Event()
+
+    def other_process():
+        with locked(folder):
+            held.set()
+            release.wait(300)
+            write_status(folder, "done", metrics={"clean_accuracy": 50.0})
+
+    other = threading.Thread(target=other_process)
+    other.start()
+    try:
+        assert held.wait(60)
+        report = execute_one(config, "exp", runs, "process", None, echo=False)
+        assert report.state == "busy" and report.error.startswith("busy: run ") and "OTHER PROCESS" not in report.error, report
+        assert exit_code([report]) == 3
+
+        def finish_when_the_batch_waits():
+            deadline = time.time() + 300
+            while (folder / "log.txt").read_text().count("busy: run") < 2 and time.time() < deadline:
+                time.sleep(0.1)  # the batch's second child found the run busy too: now the batch waits for the lock
+            release.set()
+
+        threading.Thread(target=finish_when_the_batch_waits, daemon=True).start()
+        reports = run_sweep([config], "exp", runs, jobs=1, runner="process")
+    finally:
+        release.set()
+        other.join()
+    assert [(r.state, r.error, r.metrics) for r in reports] == [("done", "", {"clean_accuracy": 50.0})]
+    assert exit_code(reports) == 0 and read_status(folder)["state"] == "done"
+    assert not list(folder.rglob("*.pt")), "the batch trained nothing: the other process did"

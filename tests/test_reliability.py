@@ -986,3 +986,23 @@ def test_a_busy_run_is_reported_in_its_own_words_and_counts_as_done_when_the_oth
     assert [(r.state, r.error, r.metrics) for r in reports] == [("done", "", {"clean_accuracy": 50.0})]
     assert exit_code(reports) == 0 and read_status(folder)["state"] == "done"
     assert not list(folder.rglob("*.pt")), "the batch trained nothing: the other process did"
+
+
+def test_one_error_path_sorts_errors_and_notebook_failures_alike():
+    """`partrobust.runs.errors`: the same error ends a command with the same status whether it was raised
+    here or inside a notebook (where only its ``ClassName: message`` line comes back)."""
+    from partrobust.core.fileio import CorruptCheckpointError
+    from partrobust.runs.errors import InputRefused, exit_status, is_busy_error, is_input_error
+    from partrobust.runs.rundir import RunBusyError
+    from partrobust.train.loop import ConfigMismatchError
+
+    for err in (ParameterError("train.lr: x"), UnsafeCheckpointError("a.pt: refused"), CorruptCheckpointError("a.pt: damaged"),
+                ConfigMismatchError("a.pt: other config"), PreparedDatasetError("d: bad"), FileNotFoundError("f"),
+                InputRefused("run r: 01 failed")):
+        code, line = exit_status(err)
+        assert code == 2 and line == f"error: {err}"
+        assert is_input_error(f"{type(err).__name__}: {err}")
+    assert exit_status(RunBusyError("run r is being worked on")) == (3, "busy: run r is being worked on")
+    assert is_busy_error("RunBusyError: run r") and not is_input_error("RunBusyError: run r")
+    assert exit_status(FloatingPointError("clean 1/1: non-finite loss")) == (1, "failed: FloatingPointError: clean 1/1: non-finite loss")
+    assert not is_input_error("FloatingPointError: clean 1/1: non-finite loss")

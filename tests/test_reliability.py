@@ -1006,3 +1006,13 @@ def test_one_error_path_sorts_errors_and_notebook_failures_alike():
     assert is_busy_error("RunBusyError: run r") and not is_input_error("RunBusyError: run r")
     assert exit_status(FloatingPointError("clean 1/1: non-finite loss")) == (1, "failed: FloatingPointError: clean 1/1: non-finite loss")
     assert not is_input_error("FloatingPointError: clean 1/1: non-finite loss")
+
+
+def test_a_run_report_quotes_the_run_s_closing_message():
+    from partrobust.runs.sweep import _last_message
+
+    output = "epoch 1\nTraceback (most recent call last):\n  x\nerror: a.pt was written by a different configuration; changed keys:\n" \
+             "  train.lr: 0.1 -> 0.2\nUse a new run folder"
+    assert _last_message(output) == "error: a.pt was written by a different configuration; changed keys:\n  train.lr: 0.1 -> 0.2\nUse a new run folder"
+    assert _last_message("epoch 1\nbusy: run r is being worked on") == "busy: run r is being worked on"
+    assert _last_message("only progress\nlast words") == "last words" and _last_message("") == ""

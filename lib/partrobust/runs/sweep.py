@@ -214,7 +214,7 @@ def finished_lines(text: str) -> list[str]:
     return [line for line in lines if line.strip() and not _PROGRESS_BAR.search(line)]
 
 
-def _pump(proc: subprocess.Popen, log_path: Path, echo: bool | str, keep: int = 3) -> str:
+def _pump(proc: subprocess.Popen, log_path: Path, echo: bool | str, keep: int = 40) -> str:
     """Copies the child's output to its log file and to the terminal: raw (``echo=True``: one job,
     progress bars included) or, with ``echo="<run id>"`` (several jobs at once), its finished lines
     (epoch records, messages) prefixed with the run id, so that parallel runs stay readable.
@@ -285,15 +285,22 @@ def execute_one(config: RunConfig, experiment: str, runs_root: str | Path, runne
     wall = time.time() - t0
     if code == 0 and status["state"] == "done":
         return RunReport(rid, folder, "done", wall, status.get("metrics", {}))
-    last = own.splitlines()[-1] if own else f"exit status {code}"  # this child's words, never another writer's log lines
+    said = _last_message(own) or f"exit status {code}"  # this child's words, never another writer's log lines
     if code == EXIT_BUSY:
-        return RunReport(rid, folder, "busy", wall, error=last)
+        return RunReport(rid, folder, "busy", wall, error=said)
     if code == EXIT_INPUT:
-        return RunReport(rid, folder, "refused", wall, error=last.removeprefix("error: "))
+        return RunReport(rid, folder, "refused", wall, error=said.removeprefix("error: "))
     error = status.get("error") if status["state"] == "failed" else None
     if status.get("cell") is not None:
         error = f"{error} (cell [{status['cell']}] of {status.get('notebook')})"
-    return RunReport(rid, folder, "failed", wall, error=error or own or f"exit status {code}")
+    return RunReport(rid, folder, "failed", wall, error=error or said)
+
+
+def _last_message(output: str) -> str:
+    """The closing ``error:`` / ``busy:`` / ``failed:`` message of a run's output (all its lines), else its last line."""
+    lines = output.splitlines()
+    start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(("error: ", "busy: ", "failed: "))), None)
+    return "\n".join(lines[start:]) if start is not None else (lines[-1] if lines else "")
 
 
 def wait_for_other_process(run_dir: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ its first 8 hex digits, e.g. ``bbox-trades-b2-3f9c1a2b``.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -26,8 +27,10 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from ..core.config import ParameterError, Section, apply_overrides, flatten, to_dict, validate
-from ..core.fileio import atomic_write_text
+from ..core.device import resolve_device
+from ..core.fileio import CorruptCheckpointError, UnsafeCheckpointError, atomic_write_text, check_checkpoint
 from ..data.loaders import LoaderConfig
+from ..data.prepared import SPLITS, read_split, split_path
 from ..eval.config import EvalConfig
 from ..models.config import MODEL_OPTIONS, ModelSpec, uses_segmenter
 from ..train.loop import TrainConfig
@@ -114,11 +117,62 @@ class RunConfig(Section):
 
 
 def check_weights_file(config: RunConfig) -> None:
-    """Refuses a run whose ImageNet weights file is named but absent (cheap: no loading)."""
+    """Refuses a run whose ImageNet weights file is absent, a folder, unsafe, damaged or not a state dict of
+    tensors (`ParameterError` naming the key and the file); cheap: the file is memory-mapped, not read.
+    Whether its keys fit the model is checked when the run builds it (`partrobust.runs.run.Run`)."""
     path = config.model.pretrained_path
-    if path is not None and not Path(path).is_file():
-        raise ParameterError(f"model.{config.model.pretrained_key}: weights file {path} does not exist; "
+    if path is None:
+        return
+    key = f"model.{config.model.pretrained_key}"
+    if Path(path).is_dir():
+        raise ParameterError(f"{key}: {path} is a directory, not a weights file; give the .pt file itself")
+    if not Path(path).is_file():
+        raise ParameterError(f"{key}: weights file {path} does not exist; "
                              "`python -m partrobust.weights fetch` downloads the paper's (`... paths` lists them)")
+    try:
+        state = check_checkpoint(path)
+    except (UnsafeCheckpointError, CorruptCheckpointError, OSError) as err:
+        raise ParameterError(f"{key}: {err}") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ParameterError(f"{key}: {path} is not a state dict of tensors (got {type(state).__name__}); "
+                             "give the backbone's state_dict saved with torch.save")
+
+
+CUDA_ONLY_KEYS = ("train.bf16", "train.sync_bn")
+"""Switches that act on CUDA only: refused (when true) for a run on another device, where they would
+change nothing but the run id."""
+
+
+def check_device(config: RunConfig) -> torch.device:
+    """The device the run computes on (`resolve_device`), refusing the `CUDA_ONLY_KEYS` set off CUDA."""
+    device = resolve_device(config.device)
+    if device.type != "cuda":
+        on = [key for key in CUDA_ONLY_KEYS if flatten(to_dict(config))[key]]
+        if on:
+            raise ParameterError(f"{on[0]}: true acts on CUDA only, but this run computes on {device.type} "
+                                 f"(device: {config.device}); set it to false (it would change the run id, not the run)")
+    return device
+
+
+@functools.lru_cache(maxsize=64)
+def _split_sizes(root: str, mtimes: tuple[float, ...]) -> dict[str, int]:
+    return {split: len(read_split(root, split)) for split in SPLITS}
+
+
+def split_sizes(root: str | Path) -> dict[str, int]:
+    """Split -> number of rows of a prepared dataset (cached while its split files are unchanged)."""
+    mtimes = tuple(split_path(root, split).stat().st_mtime if split_path(root, split).is_file() else -1.0 for split in SPLITS)
+    return dict(_split_sizes(str(root), mtimes))
+
+
+def check_limits(config: RunConfig, rows: Mapping[str, int]) -> None:
+    """Refuses a limit larger than its split (`rows`: split -> number of rows): the run would read fewer
+    images than its id says."""
+    keys = {"train": "data.train_limit", "val": "train.val_limit", "test": "eval.limit"}
+    for split, limit in used_rows(config).items():
+        if limit is not None and split in rows and limit > rows[split]:
+            raise ParameterError(f"{keys[split]}: {limit} is more than the {rows[split]} images of the {split} split of "
+                                 f"{config.data.labelled_root}; give at most {rows[split]}, or null for all")
 
 
 def used_rows(config: RunConfig) -> dict[str, int | None]:
@@ -251,6 +305,8 @@ def run_id(config: RunConfig) -> str:
 def read_yaml(path: str | Path) -> Any:
     """Safe-loads a YAML file; errors name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ParameterError(f"config file {path} is a directory; give a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:

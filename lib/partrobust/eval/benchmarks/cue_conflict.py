@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...core.fileio import CorruptCheckpointError, UnsafeCheckpointError
 from ...data.prepared import PreparedDatasetError
 from ...data.synthetic import SyntheticConfig, rerender_test_sample, synthetic_config
-from .adain import load_pair, stylize
+from .adain import DECODER_LAYOUT, ENCODER_LAYOUT, load_network, load_pair, stylize
 from .base import Benchmark, BenchmarkSettings, Item, Source, accuracy_rows, item_rng, preprocess, sample_exists, write_sample
 
 METRIC = "shape_vs_texture_accuracy"
@@ -64,9 +65,14 @@ class ShapeVsTexture(Benchmark):
     description = "cue conflict: each test object's shape with another class's texture"
 
     def check_options(self, options: dict[str, Any]) -> None:
-        for key in ("style_encoder", "style_decoder"):
-            if options.get(key) and not Path(options[key]).is_file():
-                raise FileNotFoundError(f"eval.{key}: AdaIN weight file {options[key]} does not exist")
+        """Loads the AdaIN files (safely, cached) before any training: a missing, unsafe, damaged or
+        misshapen file is refused naming its key and the file."""
+        for key, layout in (("style_encoder", ENCODER_LAYOUT), ("style_decoder", DECODER_LAYOUT)):
+            if options.get(key):
+                try:
+                    load_network(options[key], layout)
+                except (OSError, KeyError, ValueError, UnsafeCheckpointError, CorruptCheckpointError) as err:
+                    raise ValueError(f"eval.{key}: {err.args[-1] if isinstance(err, (OSError, KeyError)) else err}") from None
 
     def check(self, source: Source, settings: BenchmarkSettings) -> None:
         self.check_options(settings.options)

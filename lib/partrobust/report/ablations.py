@@ -129,21 +129,24 @@ def plot_ablation(results: pd.DataFrame, ablation: Ablation) -> plt.Figure | Non
     shown = {column: label(column) for column in dict.fromkeys(c for c in ("model", x, hue) if c is not None)}
     data = data.assign(**{c: data[c].map(label) for c in shown if c != x or not numeric}).rename(columns=shown)
     x_shown, hue_shown = shown[x], shown.get(hue) if hue is not None else None
+    known = [model_label(m) for m in MODEL_COLORS]
+    order = None if hue != "model" else sorted(set(data[hue_shown]), key=lambda m: (known.index(m) if m in known else len(known), m))
     if x == "model":  # one evaluation of each model under several attacks: attacks side by side
-        grid = sns.catplot(data=data, x="metric", y="accuracy", hue=x_shown, kind="bar", palette=palette, height=3.2, aspect=2.2)
+        grid = sns.catplot(data=data, x="metric", y="accuracy", hue=x_shown, hue_order=order, kind="bar", palette=palette,
+                           height=3.2, aspect=2.2)
         grid.set_axis_labels("attack", "accuracy (%)")
         grid.tick_params(axis="x", rotation=20)
         grid.figure.suptitle(f"{ablation.title} ({ablation.paper})", y=1.04)
         return grid.figure
     if numeric:
-        grid = sns.relplot(data=data, x=x_shown, y="accuracy", hue=hue_shown, col="metric", kind="line", marker="o",
-                           palette=palette, height=3.0, aspect=1.1, facet_kws={"sharey": False})
+        grid = sns.relplot(data=data, x=x_shown, y="accuracy", hue=hue_shown, hue_order=order, col="metric", kind="line",
+                           marker="o", palette=palette, height=3.0, aspect=1.1, facet_kws={"sharey": False})
         if x in ("pool_size",):
             ticks = sorted(data[x_shown].unique())
             grid.set(xscale="log", xticks=ticks, xticklabels=[f"{int(v)}" for v in ticks])
     else:
-        grid = sns.catplot(data=data, x=x_shown, y="accuracy", hue=hue_shown, col="metric", kind="point", palette=palette,
-                           height=3.0, aspect=1.1, sharey=False, linestyle="none",
+        grid = sns.catplot(data=data, x=x_shown, y="accuracy", hue=hue_shown, hue_order=order, col="metric", kind="point",
+                           palette=palette, height=3.0, aspect=1.1, sharey=False, linestyle="none",
                            dodge=0.3 if hue_shown is not None and data[hue_shown].nunique() > 1 else False)
         grid.tick_params(axis="x", rotation=20)
     grid.set_titles("{col_name}")

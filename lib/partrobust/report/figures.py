@@ -340,7 +340,10 @@ def fig08_benchmarks(data: FigureData) -> dict[str, plt.Figure]:
             ax.set_ylabel(axis_label(metric))
             if len(sources) > 1:
                 ax.set_title(source_label(source))
-    fig.legend(handles=list(handles.values()), labels=list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    rank = {m: i for i, m in enumerate(_model_order(wide["model"]))}
+    model_of = dict(zip(wide["label"], wide["model"]))
+    names = sorted(handles, key=lambda name: (rank[model_of[name]], name))  # models in display order, each drawn once
+    fig.legend(handles=[handles[n] for n in names], labels=names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle("Non-adversarial robustness against clean accuracy (Fig. 8)" + (
         f", {source_label(sources[0])}" if len(sources) == 1 else ""))
     fig.tight_layout()

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from ..core.metrics import BENCHMARK_METRICS
 from ..core.results import distinguishing_columns, setting_columns
@@ -105,14 +106,16 @@ def plot_severity(results: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
     frame = severity_values(results)
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     points = over_seeds(frame, ["row", "model", "severity"], confidence, one_run_per_seed=False)
+    handles = []  # lines without their error bars, so that the legend shows each line's style
     for (row, model), group in points.groupby(["row", "model"], sort=False):
         group = group.sort_values("severity")
-        ax.errorbar(group["severity"], group["mean"], yerr=clipped_errors(group["mean"], group["half_width"]), marker="o",
-                    capsize=3, color=MODEL_COLORS.get(model), label=row, linestyle="--" if "no background" in row else "-")
+        style = {"marker": "o", "color": MODEL_COLORS.get(model), "linestyle": "--" if "no background" in row else "-"}
+        ax.errorbar(group["severity"], group["mean"], yerr=clipped_errors(group["mean"], group["half_width"]), capsize=3, **style)
+        handles.append(Line2D([], [], label=row, **style))
     ax.set_xticks(sorted(frame["severity"].unique()))
     ax.set_xlabel("corruption severity (0: clean)")
     ax.set_ylabel("accuracy (%)")
-    ax.legend()
+    ax.legend(handles=handles)
     ax.set_title(f"Accuracy against corruption severity (mean over types; {seeds_caption(points['seeds'], confidence)})",
                  fontsize=9)
     fig.tight_layout()

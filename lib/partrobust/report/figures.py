@@ -116,8 +116,8 @@ def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y
     points = []
     for (model, training, *values), group in summary.groupby(["model", "training", *extra], sort=False, dropna=False):
         cells = group.set_index("metric")
-        if {x_metric, y_metric} <= set(cells.index):
-            points.append((model, training, tuple(values), cells.loc[x_metric], cells.loc[y_metric]))
+        if {x_metric, y_metric} <= set(cells.index):  # NaN (does not apply) as None: equal to itself
+            points.append((model, training, tuple(None if pd.isna(v) else v for v in values), cells.loc[x_metric], cells.loc[y_metric]))
     if not points:
         raise ValueError(f"no setting has both {x_metric} and {y_metric}")
     model_rank = {m: i for i, m in enumerate(MODEL_LABELS)}
@@ -125,8 +125,8 @@ def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y
     points.sort(key=lambda p: (model_rank.get(p[0], len(model_rank)), str(p[0]), training_rank.get(p[1], len(training_rank)),
                                str(p[1]), tuple(_sort_key(v) for v in p[2])))
     by_training = len({(p[0], p[1]) for p in points}) == len(points) and {p[1] for p in points} <= set(TRAINING_MARKERS)
-    rests = list(dict.fromkeys((p[1], *p[2]) for p in sorted(points, key=lambda p: (training_rank.get(p[1], 9), tuple(
-        _sort_key(v) for v in p[2])))))
+    rests = sorted({(p[1], *p[2]) for p in points},  # what a marker tells apart: training and the further columns
+                   key=lambda r: (training_rank.get(r[0], len(training_rank)), str(r[0]), tuple(_sort_key(v) for v in r[1:])))
     colors = model_colors(p[0] for p in points)
     fig, ax = plt.subplots(figsize=(5.6, 4))
     handles: list[Line2D] = []  # markers without their error bars, so that the legend shows each marker's shape
@@ -224,9 +224,8 @@ def plot_sweep(
             line = frontier(runs[runs["training"].isin(trained)], y=adv_metric, by=None)
             if len(line) > 1:
                 ax.plot(line["clean_accuracy"], line[adv_metric], color=color, alpha=0.7, linewidth=1.2, zorder=2)
-        seeds = panel["seeds"] if len(panel) else [1]
-        ax.set_title(f"{dataset}: {seeds_caption(seeds, confidence=None)}" if dataset else seeds_caption(seeds, confidence=None),
-                     fontsize=9)
+        caption = seeds_caption(panel["seeds"] if len(panel) else [1], confidence=None)
+        ax.set_title(f"{dataset}: {caption}" if dataset else caption, fontsize=9)
         ax.set_xlabel(axis_label("clean_accuracy"))
         ax.set_ylabel(axis_label(adv_metric))
         ax.grid(alpha=0.3)
@@ -365,23 +364,24 @@ def _line_figure(frame: pd.DataFrame, column: str, x: str, x_label: str, title: 
                          _t=lines["training"].map(training_rank).fillna(len(training_rank)))
     lines = lines.sort_values(["_m", "model", "_t", "training", "_line"], kind="stable")
     shown_columns = [c for c in setting_columns(frame) if c not in (*EVAL_COLUMNS, column, "dataset", "model", "training")]
+    several_trainings = frame["training"].nunique() > 1
     names, markers = {}, {}
     for (model, training), group in lines.groupby(["model", "training"], sort=False):
         differ = [c for c in shown_columns if group[c].nunique(dropna=False) > 1]
+        shown = model_label(model) + (f", {training_label(training)}" if several_trainings else "")
         for index, (_, line) in enumerate(group.iterrows()):
-            options = [option_text(c, line[c]) for c in differ if pd.notna(line[c])]
-            trainings = f", {training_label(training)}" if frame["training"].nunique() > 1 else ""
-            names[line["_line"]] = ", ".join([model_label(model) + trainings, *options])
+            names[line["_line"]] = ", ".join([shown, *(option_text(c, line[c]) for c in differ if pd.notna(line[c]))])
             markers[line["_line"]] = SETTING_MARKERS[index % len(SETTING_MARKERS)]
     handles: dict[str, Line2D] = {}
     for row, source in zip(axes, sources):
         for ax, metric in zip(row, metrics):
             panel = frame[(frame["source"] == source) & (frame["metric"] == metric) & frame["value"].notna()]
             for key in [k for k in names if k in set(panel["_line"])]:
-                points = panel[panel["_line"] == key].groupby(x)["value"].mean().sort_index()
-                first = panel[panel["_line"] == key].iloc[0]
-                handles[names[key]], = ax.plot(points.index, points.values, marker=markers[key], color=MODEL_COLORS.get(first["model"]),
-                                               linestyle=TRAINING_LINES.get(first["training"], "-"), label=names[key])
+                rows = panel[panel["_line"] == key]
+                points = rows.groupby(x)["value"].mean().sort_index()
+                handles[names[key]], = ax.plot(points.index, points.values, marker=markers[key], label=names[key],
+                                               color=MODEL_COLORS.get(rows["model"].iloc[0]),
+                                               linestyle=TRAINING_LINES.get(rows["training"].iloc[0], "-"))
             ax.set_title(metric_label(metric) if len(sources) == 1 else f"{source_label(source)}: {metric_label(metric)}")
             ax.set_xlabel(x_label)
             ax.set_ylabel("accuracy (%)" if ax is row[0] else "")

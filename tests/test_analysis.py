@@ -185,7 +185,7 @@ def test_plot_sweep_one_axes_per_dataset(sweep):
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
     assert "β=0.1" in texts and "β=0.5" in texts
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"ResNet", "Downsampled", "Bounding-Box", "PGD", "TRADES", "normal"} <= set(legend)
     assert ax.lines  # frontier lines
     plt.close(fig)
@@ -193,7 +193,7 @@ def test_plot_sweep_one_axes_per_dataset(sweep):
     second = sweep.assign(dataset="part_imagenet", run_id="pi-" + sweep["run_id"])
     fig = figures.plot_sweep(analysis.wide_runs(pd.concat([sweep, second], ignore_index=True)))
     assert len(fig.axes) == 2
-    assert {ax.get_title() for ax in fig.axes} == {SYNTHETIC, "part_imagenet"}
+    assert {ax.get_title() for ax in fig.axes} == {f"{SYNTHETIC}: one seed", "part_imagenet: one seed"}
     plt.close(fig)
 
 

@@ -1,7 +1,7 @@
 """Analysis of hyperparameter sweeps: the clean-vs-adversarial trade-off (paper Tables 8-10, Fig. 4).
 
 Input is the tidy results frame (one row per run x metric, see `partrobust.core.results`). This module
-pivots it to one row per run (`wide_runs`, `accuracy_table`), finds each model's Pareto frontier
+pivots it to one row per run (`wide_runs`, `accuracy_table`) or per setting (`seed_means`), finds each model's Pareto frontier
 (`frontier`) and applies the paper's model-selection rule (`select_best`). The sweep's figure is
 `partrobust.report.figures.plot_sweep`; the paper's sweep tables next to ours are
 `partrobust.report.paper.compare_with_paper`.
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import METRIC_ORDER
-from ..core.results import RUN_COLUMNS
+from ..core.results import RUN_COLUMNS, setting_columns
 from .matching import DECIMALS
 
 # --------------------------------------------------------------------------- small helpers
@@ -63,6 +63,25 @@ def wide_runs(results: pd.DataFrame) -> pd.DataFrame:
     n = results.groupby("run_id")["n"].max() if "n" in results.columns else pd.Series(dtype=float)
     wide = ids.join(n.rename("n")).join(values).reset_index()
     return wide[[c for c in id_columns if c in wide.columns] + [c for c in wide.columns if c not in id_columns]]
+
+
+def seed_means(wide: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting of a per-run frame (`wide_runs`): runs equal in every identifying column but the
+    experiment, run id and seed (`partrobust.core.results.setting_columns`) averaged. Metric columns hold
+    the mean over the setting's runs, ``n`` the fewest test images, ``seeds`` the number of runs and
+    ``run_ids`` their ids. Figures compare settings, not seeds: a frontier drawn through the seeds of one
+    setting would show their spread as a trade-off (Fig. 4)."""
+    keys = setting_columns(wide)
+    identifying = {*RUN_COLUMNS, *keys, "config_hash", "n"}
+    metrics = [c for c in wide.columns if c not in identifying and pd.api.types.is_numeric_dtype(wide[c])]
+    if wide.empty:
+        return pd.DataFrame(columns=[*keys, "n", *metrics, "seeds", "run_ids"])
+    grouped = wide.groupby(keys, sort=False, dropna=False)
+    means = grouped[metrics].mean()
+    means["n"] = grouped["n"].min() if "n" in wide.columns else np.nan
+    means["seeds"] = grouped["run_id"].nunique()
+    means["run_ids"] = grouped["run_id"].agg(lambda ids: " ".join(map(str, ids)))
+    return means.reset_index()[[*keys, "n", *metrics, "seeds", "run_ids"]]
 
 
 def _pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:

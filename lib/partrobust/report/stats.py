@@ -19,7 +19,7 @@ from scipy import stats
 
 from ..core.metrics import SUMMARY_METRICS
 from ..core.results import distinguishing_columns, setting_columns
-from .style import MODEL_LABELS, TRAINING_ORDER, metric_label, model_label
+from .style import MODEL_LABELS, TRAINING_ORDER, metric_label, model_label, seeds_caption
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -131,8 +131,8 @@ def seed_table_markdown(summary: pd.DataFrame, results: pd.DataFrame, source: st
     confidence = summary.confidence.iloc[0]
     described = results[results.metric.isin(summary.metric.unique()) & results.note.fillna("").ne("")]
     notes = described.groupby("metric", sort=False).note.agg(lambda n: " / ".join(sorted(set(n))))
-    caption = (f"Accuracy (%) on the first {int(summary.test_images.min())} test images: mean ± {100 * confidence:.0f}% "
-               f"Student-t confidence interval over seeds; {results.run_id.nunique()} runs of `{source}`.")
+    caption = (f"Accuracy (%) on the first {int(summary.test_images.min())} test images: "
+               f"{seeds_caption(summary.seeds, confidence)} (Student-t); {results.run_id.nunique()} runs of `{source}`.")
     lines = [table.to_markdown(index=False), "", caption, ""]
     lines += [f"- {metric_label(m)}: {note}." for m, note in notes.items()]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ import secrets
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -130,14 +130,18 @@ def file_lock(path: str | os.PathLike, blocking: bool = True) -> Iterator[None]:
         yield
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> Any:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu",
+                    allow: Sequence[type] = ()) -> Any:
     """Loads a torch file with ``weights_only=True``: tensors and plain containers, never code.
 
+    `allow`: plain data classes this one file may also hold (the authors' released checkpoints keep
+    their ``argparse.Namespace``; `partrobust.models.reference`), allow-listed for this call only.
     Raises `UnsafeCheckpointError` for a file that needs other Python objects (a checkpoint from
     elsewhere, or a crafted pickle), `CorruptCheckpointError` for a damaged one.
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()
         detail = next((line.split("error:")[-1].split(". ")[0] for line in reason if "global" in line.lower()), "")

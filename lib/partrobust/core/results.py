@@ -41,8 +41,11 @@ RESULT_INDEX: dict[str, str] = {
     "eps": "eval.eps",
     "evaluators": "eval.evaluators",
     "seed": "seed",
+    "weights_sha256": "model.weights_sha256",
 }
-"""Results column -> config key: the fields the paper's tables are indexed by (empty where inapplicable)."""
+"""Results column -> config key: the fields the paper's tables are indexed by (empty where inapplicable).
+``weights_sha256`` is set only for runs of imported weights (e.g. the authors' released ones): their
+provenance, which keeps them apart from the runs trained here (`partrobust.report.paper.source_of`)."""
 
 RESULTS_FILE = "results.csv"
 EPS_COLUMNS = ("eps", "train_eps")
@@ -158,8 +161,11 @@ def evaluators_label(evaluators: Sequence[str]) -> str:
 def _read_stored(path: str | Path) -> pd.DataFrame:
     """One results CSV as stored; a file without the result columns is refused by name.
 
-    Files written before the ``evaluators`` column existed get ``none`` (no run had any then)."""
+    Files written before the ``evaluators`` column existed get ``none`` (no run had any then), those
+    before ``weights_sha256`` an empty one."""
     frame = pd.read_csv(path)
+    if "weights_sha256" not in frame.columns:  # files written before imported weights existed: all trained here
+        frame.insert(frame.columns.get_loc("seed") + 1 if "seed" in frame.columns else len(frame.columns), "weights_sha256", float("nan"))
     if "evaluators" not in frame.columns:
         frame.insert(frame.columns.get_loc("eps") + 1 if "eps" in frame.columns else len(frame.columns), "evaluators", "none")
     missing = set(RESULT_COLUMNS) - set(frame.columns)

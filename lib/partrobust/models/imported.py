@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from ..core.fileio import load_checkpoint
-from .config import ModelConfig
+from ..core.fileio import atomic_torch_save, load_checkpoint
+from .config import TRAININGS, ModelConfig
 
 FORMAT = "partrobust-imported/1"
 FUNCTION_KEYS = {"resnet": ("arch",), "downsampled": ("encoder", "output_stride", "pool_size", "drop_background", "concat_input"),
@@ -29,6 +29,18 @@ FUNCTION_KEYS = {"resnet": ("arch",), "downsampled": ("encoder", "output_stride"
 
 class ImportedWeightsError(ValueError):
     """An imported weights file that is not one, or does not fit the run that names it."""
+
+
+def write_imported(path: str | Path, state_dict: Mapping[str, Any], config: ModelConfig, training: str, dataset: str,
+                   source: Mapping[str, Any]) -> Path:
+    """Writes weights trained elsewhere as an imported checkpoint for `config` (only its function keys are kept)."""
+    if training not in TRAININGS:
+        raise ImportedWeightsError(f"training must be one of {TRAININGS}, got {training!r}")
+    model_config = {"name": config.name, "num_classes": config.num_classes, "num_parts": config.num_parts,
+                    **{k: getattr(config, k) for k in FUNCTION_KEYS.get(config.name, ())}}
+    atomic_torch_save({"format": FORMAT, "model": dict(state_dict), "model_config": model_config, "training": training,
+                       "dataset": dataset, "source": dict(source)}, path)
+    return Path(path)
 
 
 def read_imported(path: str | Path) -> dict[str, Any]:

@@ -28,7 +28,6 @@ silent ``strict=False`` (the reference's own loader drops what it cannot match).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -205,8 +204,9 @@ def _fits(layout: Layout, keys: set[str], model: str) -> bool:
         return False
     if layout.head is None:  # the baseline: no part head; its body is a ResNet with its class layer fc
         return f"{layout.body}fc.weight" in keys
-    indices = {int(m.group(1)) for k in keys if (m := re.match(re.escape(layout.head) + r"(\d+)\.", k))}
-    return indices == set(HEAD_INDEX[model]) and f"{layout.body}segmentation_head.0.weight" in keys
+    if f"{layout.body}segmentation_head.0.weight" not in keys or not any(k.startswith(layout.head) for k in keys):
+        return False
+    return (f"{layout.head}8.weight" in keys) == (model == "downsampled")  # the Downsampled head's class layer is index 8
 
 
 def detect_layout(state: Mapping[str, torch.Tensor], model: str) -> Layout:
@@ -239,6 +239,17 @@ def _our_key(key: str, layout: Layout, model: str) -> str | None:
     if key.startswith(layout.body):
         return _OUR_BODY[model] + key[len(layout.body):]
     return None
+
+
+def _reference_key(ours: str, layout: Layout, model: str) -> str:
+    """The file key that `ours` expects (for messages about missing keys)."""
+    if ours.startswith("normalize."):
+        return layout.normalizer + ours.split(".", 1)[1]
+    if ours.startswith("head.classifier."):
+        index, _, name = ours[len("head.classifier."):].partition(".")
+        back = {v: k for k, v in HEAD_INDEX[model].items()}
+        return f"{layout.head}{back.get(int(index), '?')}.{name}"
+    return layout.body + ours[len(_OUR_BODY[model]):]
 
 
 def _shape(state: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...] | None:
@@ -292,7 +303,7 @@ def map_state_dict(state: Mapping[str, torch.Tensor], model: str, dataset: str,
             f"the file does not fit the {model} model (era {layout.era} layout): "
             + (f"{len(unexpected)} unexpected key(s) {sorted(unexpected)[:6]}" if unexpected else "")
             + ("; " if unexpected and missing else "")
-            + (f"{len(missing)} key(s) of ours not filled {missing[:6]}" if missing else ""))
+            + (f"{len(missing)} missing key(s) {[_reference_key(k, layout, model) for k in missing][:6]}" if missing else ""))
     wrong = [f"{sources[k]} {list(v.shape)} -> {k} {list(ours[k].shape)}" for k, v in mapped.items() if v.shape != ours[k].shape]
     if wrong:
         raise ReferenceImportError(f"shape mismatch for {len(wrong)} key(s): {wrong[:6]}")

@@ -42,11 +42,11 @@ import torch
 import yaml
 
 from ..core.checksum import sha256_of
-from ..core.fileio import atomic_torch_save, atomic_write_text, load_checkpoint, temporary_sibling
+from ..core.fileio import atomic_write_text, load_checkpoint, temporary_sibling
 from ..core.paths import find_repo_root
 from . import ModelConfig, build_model, load_backbone_weights
 from .counts import PAPER_DATASETS
-from .imported import FORMAT
+from .imported import write_imported
 from .reference import REFERENCE_MODELS, ReferenceImportError, check_args, experiment_settings, map_state_dict
 
 DEFAULT_DIR = Path("runs/weights")
@@ -246,11 +246,9 @@ def import_reference(path: str | Path, model: str, dataset: str, out: str | Path
     net.load_state_dict(mapped, strict=True)
 
     out = Path(out) if out is not None else RELEASED_DIR / dataset / f"{model}-{ref.training}.pt"
-    stored_config = {**spec, "num_classes": num_classes, "num_parts": config.num_parts}
     source = {"file": path.name, "sha256": source_sha, "era": layout.era, "experiment": ref.experiment,
-              "args": {k: _plain(v) for k, v in ref.shown.items()}, **info}
-    atomic_torch_save({"format": FORMAT, "model": mapped, "model_config": stored_config, "training": ref.training,
-                       "dataset": dataset, "source": source}, out)
+              "args": {k: _plain(v) for k, v in ref.shown.items()}, **{k: v for k, v in info.items() if k != "form"}}
+    write_imported(out, mapped, config, ref.training, dataset, source)
     digest = sha256_of(out)
     run_config = {
         "data": {"root": data_root or f"data/prepared/{dataset}", "crop_size": 224, "resize_size": 256},

@@ -256,7 +256,7 @@ def test_an_evaluation_only_run_trains_nothing_and_its_rows_carry_the_weights_ha
             yaml.safe_load(_config_file(tmp_path, tiny_dataset, w, "check.yaml").read_text()))))):
         results = pd.read_csv(folder / "results.csv")
         assert set(results["weights_sha256"]) == {hashlib.sha256(weights.read_bytes()).hexdigest()}
-        assert {"clean_accuracy", "pgd_accuracy", "pixel_accuracy"} <= set(results["metric"]) and set(results["training"]) == {"pgd"}
+        assert {"clean_accuracy", "pgd_accuracy", "clean_pixel_accuracy"} <= set(results["metric"]) and set(results["training"]) == {"pgd"}
         assert results["lr"].isna().all() and not (folder / "train").exists()  # nothing trained, training keys empty
         assert json.loads((folder / "status.json").read_text())["state"] == "done"
     assert (folders[0] / "01_pgd_training.ipynb").exists() or (folders[1] / "01_pgd_training.ipynb").exists()

@@ -296,3 +296,32 @@ def test_the_released_params_files_sweep_nine_imported_files(tmp_path, monkeypat
     assert len({run_id(c) for c in configs}) == 9 and all(c.imported and c.eval.autoattack for c in configs)
     assert all(c.model.weights == f"runs/released/{dataset}/{c.model.name}-{c.training}.pt" for c in configs)
     assert "05_figures" in plan.notebooks
+
+
+def test_released_runs_are_their_own_source_in_table_1(tmp_path):
+    """A released run and one of ours with the same dataset, model and training: table 1 shows ours alone in
+    its main part and the released one in its own section, each beside the paper's number, never averaged."""
+    from partrobust.core.results import RESULT_COLUMNS, add_results, gather_results
+    from partrobust.report.paper import released_table, settings, side_by_side
+    from partrobust.report.regenerate import table_markdown
+
+    def rows(run, value, weights):
+        base = dict.fromkeys(RESULT_COLUMNS)
+        base.update(experiment="x", run_id=run, dataset="part_imagenet", training="pgd", model="downsampled", pool_size=4,
+                    drop_background=False, concat_input=False, labels="parts", label_fraction=1.0, seed=0, evaluators="none",
+                    weights_sha256=weights, n=100, note="", config_hash=run)
+        return [{**base, "metric": "clean_accuracy", "value": value},
+                {**base, "metric": "autoattack_accuracy", "value": value / 2, "eps": "8/255"}]
+
+    add_results(tmp_path / "ours" / "results.csv", rows("downsampled-pgd-1", 80.0, None))
+    add_results(tmp_path / "released" / "results.csv", rows("downsampled-pgd-imported-2", 86.0, "ab" * 32))
+    results = gather_results(tmp_path / "ours", tmp_path / "released")
+    ours = settings(results)
+    assert set(ours["source"]) == {"part_imagenet", "released:part_imagenet"}
+    side, released = side_by_side(results, 1, ours=ours), released_table(results, 1, ours=ours)
+    cell = (side["dataset"] == "part_imagenet") & (side["model"] == "downsampled") & (side["training"] == "pgd") & (side["metric"] == "clean_accuracy")
+    assert side.loc[cell, "ours"].tolist() == [80.0] and side.loc[cell, "run_ids"].tolist() == ["downsampled-pgd-1"]
+    cell = (released["model"] == "downsampled") & (released["training"] == "pgd") & (released["metric"] == "clean_accuracy") & (released["status"] == "ours")
+    assert released.loc[cell, "ours"].tolist() == [86.0] and released.loc[cell, "paper"].tolist() == [85.6]
+    text = table_markdown(side, side.iloc[:0], 1, released)
+    assert "## Released weights, evaluated here" in text and "released weights, evaluated here (part_imagenet)" in text

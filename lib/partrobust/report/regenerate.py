@@ -31,7 +31,7 @@ from ..core.results import RESULT_COLUMNS, RESULTS_FILE, eps_text, gather_result
 from .claims import evaluate_claims
 from .figures import FIGURES, FigureData, Missing
 from .masks import EXAMPLES_FILE
-from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, source_label
+from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, released_table, source_label
 from .style import STYLE, model_label, save_figure
 
 PAPER_DIR = "paper"
@@ -106,8 +106,9 @@ def _cell(value: float, ci: float = float("nan")) -> str:
     return f"{value:.1f}" if pd.isna(ci) else f"{value:.1f} ± {ci:.1f}"
 
 
-def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int) -> str:
-    """One paper table side by side with ours, then our built-in-data numbers in its layout."""
+def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int, released: pd.DataFrame | None = None) -> str:
+    """One paper table side by side with ours, then the released weights' numbers (their own source), then our
+    built-in-data numbers in its layout."""
     spec = TABLES[number]
     found = int((side["status"] == "ours").sum())
     lines = [f"# Table {number}: {spec.title}", "",
@@ -130,6 +131,10 @@ def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int) -> st
         return shown.to_markdown(index=False)
 
     lines += [view(side, with_paper=True), ""]
+    if released is not None and not released.empty:
+        lines += ["## Released weights, evaluated here", "",
+                  "The authors' released weights (Zenodo record 8342614) evaluated by our code on our test split: a source "
+                  "of their own, never pooled with the runs trained here.", "", view(released, with_paper=True), ""]
     if not builtin.empty:
         lines += ["## Built-in data (not comparable with the paper's numbers)", "",
                   "Our runs on the built-in synthetic data, in the layout of this table (selected models per "
@@ -170,7 +175,8 @@ def regenerate(inputs: Sequence[str | Path] | None = None, output_dir: str | Pat
         old.unlink()  # a figure whose runs are gone must not linger
     atomic_write_text(paper_out / "side_by_side.csv", results_csv(side, float_format="%.6g"))
     for number in TABLES:
-        text = table_markdown(side[side["table"] == number], builtin[builtin["table"] == number], number)
+        text = table_markdown(side[side["table"] == number], builtin[builtin["table"] == number], number,
+                              released_table(results, number, paper_tables, ours=ours))
         atomic_write_text(paper_out / "tables" / f"table{number:02d}.md", text)
 
     written: dict[str, list[Path]] = {}

@@ -17,7 +17,7 @@ from conftest import REPO, tiny_run_values
 from reference_fixtures import checkpoint, namespace, our_model, reference_model
 
 from partrobust.core.config import ParameterError
-from partrobust.core.fileio import UnsafeCheckpointError
+from partrobust.core.fileio import UnsafeCheckpointError, load_checkpoint
 from partrobust.data import validate_prepared
 from partrobust.models import ModelConfig, build_model
 from partrobust.models.imported import load_imported, read_imported, write_imported
@@ -211,7 +211,6 @@ def test_a_crafted_pickle_in_such_a_file_does_not_run(tmp_path, monkeypatch):
         assert not (tmp_path / "pwned").exists()
     torch.save({"args": argparse.Namespace(a=1), "x": torch.zeros(1)}, tmp_path / "ns.pt")
     with pytest.raises(UnsafeCheckpointError):  # the allow-list is for the importer's call only
-        from partrobust.core.fileio import load_checkpoint
         load_checkpoint(tmp_path / "ns.pt")
 
 
@@ -325,3 +324,11 @@ def test_released_runs_are_their_own_source_in_table_1(tmp_path):
     assert released.loc[cell, "ours"].tolist() == [86.0] and released.loc[cell, "paper"].tolist() == [85.6]
     text = table_markdown(side, side.iloc[:0], 1, released)
     assert "## Released weights, evaluated here" in text and "released weights, evaluated here (part_imagenet)" in text
+
+
+def test_the_run_id_follows_the_weights_hash_not_their_path(tmp_path, tiny_dataset):
+    weights = _imported_tiny(tmp_path / "a.pt", tiny_dataset, 0)
+    values = yaml.safe_load(_config_file(tmp_path, tiny_dataset, weights).read_text())
+    moved = tmp_path / "elsewhere.pt"
+    moved.write_bytes(weights.read_bytes())
+    assert run_id(make_run_config(values)) == run_id(make_run_config(values, {"model.weights": str(moved)}))

@@ -141,9 +141,10 @@ def used_rows(config: RunConfig) -> dict[str, int | None]:
 
 
 RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.prefetch_factor", "data.preload", "data.scan",
-                          "train.log_every", "model.from_scratch", *(f"speed.{key}" for key in SpeedConfig.model_fields)})
+                          "train.log_every", "model.from_scratch", "model.weights", *(f"speed.{key}" for key in SpeedConfig.model_fields)})
 """Keys that never change a result: left out of the identity, free to change when resuming
-(``model.from_scratch`` only confirms that a missing weights file is intended; the ``speed``
+(``model.from_scratch`` only confirms that a missing weights file is intended; ``model.weights`` is where the
+imported weights are, their identity is ``model.weights_sha256``; the ``speed``
 switches change kernels, not results, beyond float tolerance)."""
 
 _ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size",

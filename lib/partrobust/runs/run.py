@@ -62,7 +62,7 @@ from ..report.figures import plot_training_history
 from ..report.masks import EXAMPLES_FILE, load_examples, plot_examples, save_examples
 from ..report.style import save_figure
 from ..train.loop import ConfigMismatchError, FitResult, fit
-from ..train.speed import compile_report, resolve_speed, speed_settings
+from ..train.speed import apply_speed, compile_report, resolve_speed, speed_settings
 from .notebooks import NotebookFailed, execute
 from .records import result_rows, write_manifest
 from .runconfig import (
@@ -275,6 +275,7 @@ class Run:
         seed_everything(self.config.seed)
         if self._imported is not None:
             self.model = load_imported(build_model(self.model_config), self._imported).to(self.device)
+            apply_speed(self.model, self.speed)  # as training would leave it for the evaluation (channels_last, compile)
             self.fit_result = FitResult(best_checkpoint=Path(self.config.model.weights), history=[])
             return self.fit_result
         self.loaders["train"].generator.manual_seed(self.config.seed)

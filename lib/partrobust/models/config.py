@@ -43,7 +43,7 @@ class ModelSpec(Section):
     encoder: str = Field("resnet50", description="smp encoder of the DeepLabv3+ segmenter (e.g. resnet50, tu-resnet10t)")
     output_stride: Literal[8, 16] = Field(16, description="encoder output stride of DeepLabv3+")
     pool_size: int = Field(4, ge=1, description="Downsampled head: pooled mask side P (Table 17 sweeps 1-128)")
-    drop_background: bool = Field(False, description="Downsampled head drops the background mask channel (Table 16; decisions.md row 2)")
+    drop_background: bool = Field(False, description="Downsampled head drops the background mask channel (Table 16; decision 2 in lib/README.md)")
     concat_input: bool = Field(False, description="Downsampled head also sees the image resized to the mask size (Table 19)")
     bbox_score: Literal["logits", "probability"] = Field(
         "logits", description="Bounding-Box part score: reference's foreground-weighted mean of part logits, or of probabilities (paper's s_i)")

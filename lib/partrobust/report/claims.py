@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import benchmark_metric
+from .masking_verdicts import cap_masking_claim
 from .paper import MAIN_RUNS, NOTEBOOK_03, NOTEBOOK_04, TABLES, in_main_setup, with_source
 from .stats import t_test
 from .style import model_label
@@ -235,6 +236,7 @@ def evaluate_claims(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataF
     for claim in CLAIMS:
         for source in _sources(results):
             status, evidence = claim.check(results, side, builtin, source)
+            status, evidence = cap_masking_claim(claim.name, status, evidence, results[results["source"] == source])
             rows.append({"claim": claim.name, "paper": claim.paper, "source": source, "status": status, "evidence": evidence})
     return pd.DataFrame(rows)
 

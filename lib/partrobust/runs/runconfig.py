@@ -335,7 +335,7 @@ def describe_keys() -> list[dict[str, Any]]:
 
 
 def keys_markdown() -> str:
-    """The README's table of run-config keys (``python -m partrobust.runconfig`` prints it)."""
+    """params/README.md's table of run-config keys (``python -m partrobust.runconfig`` prints it)."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for row in describe_keys():
         note = " *(runtime: not part of the run id)*" if row["runtime"] else ""

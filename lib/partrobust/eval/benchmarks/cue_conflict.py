@@ -4,7 +4,8 @@ Each test image keeps its object's shape (and its part mask, and its label: the 
 gets the texture of another class, drawn at random per image (``texture_label``). Two sources:
 
 * ``adain``: AdaIN style transfer (the Stylized-ImageNet procedure the paper used) with the style
-  taken from a random test image of another class; needs local encoder and decoder weight files
+  taken from a random test image of another class, not from a painting as in Stylized-ImageNet
+  (stated in the rows' notes, `DEVIATIONS`); needs local encoder and decoder weight files
   (``eval.style_encoder``, ``eval.style_decoder``; never downloaded).
 * ``builtin``: on the built-in synthetic data, the test image is drawn again with every random
   choice the same but the object's stripes forced to another class's texture. No weights needed,
@@ -30,6 +31,12 @@ from .base import Benchmark, BenchmarkSettings, Item, Source, accuracy_rows, ite
 
 METRIC = "shape_vs_texture_accuracy"
 SOURCES = ("builtin", "adain")
+DEVIATIONS = {
+    "adain": ("deviation: each style is a random test image of another class (its texture label), not a painting "
+              "as in Stylized-ImageNet"),
+    "builtin": "deviation: the built-in generator redraws the object with another class's stripes (no style transfer)",
+}
+"""Source -> how its images differ from the paper's Stylized-ImageNet cue conflicts (in every result row's note)."""
 
 
 def other_class(label: int, num_classes: int, rng: np.random.Generator) -> int:
@@ -101,7 +108,8 @@ class ShapeVsTexture(Benchmark):
     def score(self, rows: pd.DataFrame, pred: np.ndarray) -> list[dict[str, Any]]:
         shape = pred == rows["label"].to_numpy()
         texture = pred == rows["texture_label"].to_numpy()
-        note = f"{rows['method'].iloc[0]} cue conflict, {len(rows)} test images"
+        method = rows["method"].iloc[0]
+        note = f"{method} cue conflict, {len(rows)} test images; {DEVIATIONS[method]}"
         out = accuracy_rows(rows, shape, METRIC, note=note)
         out += accuracy_rows(rows, texture, "shape_vs_texture_texture_rate", note=note)
         decided = int(shape.sum() + texture.sum())

@@ -27,7 +27,7 @@ import socket
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -143,9 +143,12 @@ def file_lock(path: str | os.PathLike, blocking: bool = True) -> Iterator[None]:
         yield
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu", mmap: bool = False) -> Any:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu", mmap: bool = False,
+                    allow: Sequence[type] = ()) -> Any:
     """Loads a torch file with ``weights_only=True``: tensors and plain containers, never code.
 
+    `allow`: plain data classes this one file may also hold (the authors' released checkpoints keep
+    their ``argparse.Namespace``; `partrobust.models.reference`), allow-listed for this call only.
     Raises `UnsafeCheckpointError` for a file that needs other Python objects (a checkpoint from
     elsewhere, or a crafted pickle), `CorruptCheckpointError` for a damaged one, `IsADirectoryError`
     for a folder. `mmap`: tensors are mapped, not read (a cheap check of a large file).
@@ -153,9 +156,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
     if Path(path).is_dir():
         raise IsADirectoryError(errno.EISDIR, f"{path} is a directory, not a torch file")
     try:
-        if mmap and zipfile.is_zipfile(path):  # only the zip format can be mapped; older files are read whole
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(allow)):
+            if mmap and zipfile.is_zipfile(path):  # only the zip format can be mapped; older files are read whole
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()
         detail = next((line.split("error:")[-1].split(". ")[0] for line in reason if "global" in line.lower()), "")

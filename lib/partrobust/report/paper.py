@@ -165,15 +165,28 @@ def _derived(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def source_of(dataset: Any, experiment: Any) -> str:
+RELEASED = "released:"
+
+
+def source_of(dataset: Any, experiment: Any, weights: Any = None) -> str:
     """What results are pooled over: a real dataset's runs are pooled across experiments; built-in
-    data experiments are separate recipes (smoke, study) and stay apart: ``builtin:<experiment>``."""
+    data experiments are separate recipes (smoke, study) and stay apart: ``builtin:<experiment>``;
+    runs of imported weights (a ``weights_sha256``: the authors' released ones) are never pooled
+    with ours: ``released:<dataset>``."""
+    if isinstance(weights, str) and weights.strip():
+        return f"{RELEASED}{dataset}"
     return f"builtin:{experiment}" if is_builtin(dataset) else str(dataset)
 
 
 def with_source(results: pd.DataFrame) -> pd.DataFrame:
-    """`results` with a ``source`` column (`source_of` of each row's dataset and experiment)."""
-    return results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+    """`results` with a ``source`` column (`source_of` of each row's dataset, experiment and weights)."""
+    weights = results["weights_sha256"] if "weights_sha256" in results else pd.Series(None, index=results.index, dtype=object)
+    return results.assign(source=[source_of(d, e, w) for d, e, w in zip(results["dataset"], results["experiment"], weights)])
+
+
+def trained_here(ours: pd.DataFrame) -> pd.DataFrame:
+    """`settings` rows of runs trained here (not of imported weights)."""
+    return ours[~ours["source"].astype(str).str.startswith(RELEASED)] if not ours.empty else ours
 
 
 def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -324,7 +337,7 @@ def side_by_side(results: pd.DataFrame, number: int, directory: str | Path | Non
     ``ours`` or ``missing``; several matching settings are averaged and all their run ids listed.
     `ours`: `settings(results)` when already computed.
     """
-    return join_table(load_paper_table(number, directory), settings(results) if ours is None else ours, TABLES[number])
+    return join_table(load_paper_table(number, directory), trained_here(settings(results) if ours is None else ours), TABLES[number])
 
 
 def _match(pool: pd.DataFrame, row: pd.Series, spec: TableSpec, rule: str | None,
@@ -444,6 +457,23 @@ def builtin_table(results: pd.DataFrame, number: int, directory: str | Path | No
     return out
 
 
+def released_table(results: pd.DataFrame, number: int, directory: str | Path | None = None,
+                   ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Paper table `number` next to the runs of released weights ("released weights, evaluated here"): the
+    paper's rows of each dataset with released runs, joined with those runs only (never pooled with ours);
+    ``dataset`` names the source. Empty when there are none."""
+    ours = settings(results) if ours is None else ours
+    released = ours[ours["source"].astype(str).str.startswith(RELEASED)] if not ours.empty else ours
+    paper = load_paper_table(number, directory) if not released.empty else None
+    frames = []
+    for source, group in released.groupby("source"):
+        printed = paper[paper["dataset"] == source[len(RELEASED):]]
+        table = join_table(printed, group, TABLES[number]) if not printed.empty else None
+        if table is not None and (table["status"] == "ours").any():
+            frames.append(table.assign(dataset=source))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SIDE_BY_SIDE_COLUMNS)
+
+
 def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10), directory: str | Path | None = None) -> pd.DataFrame:
     """Paper's sweep numbers next to ours, one row per printed paper number, with the sweep's
     hyperparameter columns (notebook 02's view of `partrobust.report.paper.side_by_side`, which does the matching).
@@ -452,8 +482,6 @@ def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10)
     ``paper``, ``ours`` (mean over matching runs, NaN when none), ``difference`` (ours - paper),
     ``n`` (test images), ``runs`` and ``run_ids`` (comma-separated).
     """
-    from .paper import side_by_side
-
     frames = []
     for number in tables:
         printed = load_paper_table(number, directory)
@@ -471,5 +499,8 @@ def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10)
 
 
 def source_label(source: str) -> str:
-    """'built-in data (builtin_study)' for a built-in source, the dataset name otherwise."""
+    """'built-in data (builtin_study)' for a built-in source, 'released weights, evaluated here (part_imagenet)'
+    for imported weights, the dataset name otherwise."""
+    if source.startswith(RELEASED):
+        return f"released weights, evaluated here ({source[len(RELEASED):]})"
     return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else source

@@ -32,7 +32,7 @@ from ..core.results import RESULT_COLUMNS, RESULTS_FILE, eps_text, gather_result
 from .claims import BUILTIN_STATUS, MIN_SEEDS, evaluate_claims
 from .figures import FIGURES, FigureData, Missing
 from .masks import EXAMPLES_FILE
-from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, missing_commands, source_label, trained_models
+from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, missing_commands, released_table, source_label, trained_models
 from .protocol import with_protocol
 from .style import STYLE, model_label, save_figure
 
@@ -186,9 +186,9 @@ def table1_grid(frame: pd.DataFrame, with_paper: bool) -> str:
     return table.to_markdown(index=False)
 
 
-def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int) -> str:
-    """One paper table side by side with ours, then our built-in-data numbers in its layout (Table 1 as the
-    paper's models x datasets grid, with the per-cell details below)."""
+def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int, released: pd.DataFrame | None = None) -> str:
+    """One paper table side by side with ours, then the released weights' numbers (their own source), then our
+    built-in-data numbers in its layout (Table 1 as the paper's models x datasets grid, with the per-cell details below)."""
     spec = TABLES[number]
     found = int((side["status"] == "ours").sum())
     unfair = int(side["not_comparable"].fillna("").ne("").sum())
@@ -203,6 +203,13 @@ def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int) -> st
         lines += [_view(shown, with_paper=True) if not shown.empty else "No runs yet.", ""]
     else:
         lines += [_view(side, with_paper=True), ""]
+    if released is not None and not released.empty:
+        lines += ["## Released weights, evaluated here", "",
+                  "The authors' released weights (Zenodo record 8342614) evaluated by our code on our test split: a source "
+                  "of their own, never pooled with the runs trained here.", ""]
+        if number == 1:
+            lines += [table1_grid(released, with_paper=True), ""]
+        lines += [_view(released, with_paper=True), ""]
     if not builtin.empty:
         lines += ["## Built-in data (not comparable with the paper's numbers)", "",
                   "Our runs on the built-in synthetic data, in the layout of this table (selected models per "
@@ -246,7 +253,8 @@ def regenerate(inputs: Sequence[str | Path] | None = None, output_dir: str | Pat
         old.unlink()  # a figure whose runs are gone must not linger
     atomic_write_text(paper_out / "side_by_side.csv", results_csv(side, float_format="%.6g"))
     for number in TABLES:
-        text = table_markdown(side[side["table"] == number], builtin[builtin["table"] == number], number)
+        text = table_markdown(side[side["table"] == number], builtin[builtin["table"] == number], number,
+                              released_table(results, number, paper_tables, ours=ours))
         atomic_write_text(paper_out / "tables" / f"table{number:02d}.md", text)
 
     written: dict[str, list[Path]] = {}

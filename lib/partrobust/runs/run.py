@@ -58,12 +58,13 @@ from ..eval.benchmarks import (
 from ..eval.evaluators import evaluate
 from ..eval.outcomes import collect, pgd_examples, predict
 from ..models import ModelConfig, build_model, count_parameters
+from ..models.imported import ImportedWeightsError, check_imported, load_imported, read_imported
 from ..models.losses import CentroidLoss, PartLoss
 from ..report.figures import plot_training_history
 from ..report.masks import EXAMPLES_FILE, load_examples, plot_examples, save_examples
 from ..report.style import save_figure
-from ..train.loop import FitResult, check_phase_files, fit
-from ..train.speed import compile_report, resolve_speed, speed_settings
+from ..train.loop import ConfigMismatchError, FitResult, check_phase_files, fit
+from ..train.speed import apply_speed, compile_report, resolve_speed, speed_settings
 from .errors import InputRefused, exit_status, is_busy_error, is_input_error
 from .notebooks import NotebookFailed, execute
 from .records import result_rows, write_manifest
@@ -137,6 +138,7 @@ class Run:
         self.model_config = self._model_config()
         self.part_loss = self._part_loss()
         check_weights_file(config)
+        self._imported = self._check_imported()
         self.device = check_device(config)
         check_limits(config, split_sizes(config.data.labelled_root))
         if not self.done:
@@ -206,13 +208,28 @@ class Run:
         except ValueError as err:
             raise ParameterError(f"data.labels: centroid: {err}") from None
 
+    def _check_imported(self) -> dict[str, Any] | None:
+        """The imported weights file of an evaluation-only run (``model.weights``), checked against the run; else None."""
+        if not self.config.imported:
+            return None
+        try:
+            state = read_imported(self.config.model.weights)
+            check_imported(state, self.model_config, self.config.training, self.config.model.weights)
+        except ImportedWeightsError as err:
+            raise ParameterError(str(err)) from None
+        if state["dataset"] != self.dataset_name:
+            raise ParameterError(f"model.weights: {self.config.model.weights} holds weights for {state['dataset']}, "
+                                 f"but data.root is {self.dataset_name} data")
+        return state
+
     def describe(self) -> pd.Series:
         """Run id, folder, dataset, model size and device, for the first cell of notebook 01."""
         return pd.Series({
             "run id": self.id, "folder": str(self.dir), "config hash": config_hash(self.config)[:16],
             "dataset": f"{self.dataset_name} ({self.metadata.num_classes} classes, {self.metadata.num_parts} parts)",
             "model": self.config.model.name, "parameters": f"{count_parameters(build_model(self.model_config)):,}",
-            "training": self.config.train.training, "device": str(self.device), "speed": self.speed.describe(),
+            "training": self.config.training + (f" (imported: {self.config.model.weights})" if self.config.imported else ""),
+            "device": str(self.device), "speed": self.speed.describe(),
             "state": read_status(self.dir)["state"],
         })
 
@@ -286,8 +303,14 @@ class Run:
 
         Both phases live in the experiment's ``_train/`` folder, shared with runs of the same
         phase identity; ``train/clean`` and ``train/<method>`` in the run folder link to them.
+        A run of imported weights (``model.weights``) trains nothing: it loads them.
         """
         seed_everything(self.config.seed)
+        if self._imported is not None:
+            self.model = load_imported(build_model(self.model_config), self._imported).to(self.device)
+            apply_speed(self.model, self.speed)  # as training would leave it for the evaluation (channels_last, compile)
+            self.fit_result = FitResult(best_checkpoint=Path(self.config.model.weights), history=[])
+            return self.fit_result
         self.loaders["train"].generator.manual_seed(self.config.seed)
         model = build_model(self.model_config)
         train = self.config.train
@@ -368,7 +391,8 @@ class Run:
         """Training curves and, for part models, the predicted-mask panel and its data (``examples.npz``, read by
         notebook 05), under ``figures/``."""
 
-        paths = [save_figure(plot_training_history(self.history(), self.id), self.dir / "figures" / "training.png")]
+        history = self.history()
+        paths = [] if history.empty else [save_figure(plot_training_history(history, self.id), self.dir / "figures" / "training.png")]
         if self.config.is_part_model:
             stored = save_examples(self.examples(), self.dir / "figures" / EXAMPLES_FILE, self.metadata.classes,
                                    self.metadata.num_parts, title=self.id)
@@ -382,7 +406,9 @@ class Run:
             wall_time_s=time.time() - self._t0,
             extra={"run_id": self.id, "config_hash": config_hash(self.config), "experiment": self.experiment,
                    "dataset": self.dataset_name, "num_classes": self.metadata.num_classes, "num_parts": self.metadata.num_parts,
-                   "test_samples": len(self.test_set[2]), "selected_epoch": selected},
+                   "test_samples": len(self.test_set[2]), "selected_epoch": selected,
+                   **({"imported_weights": {"file": self.config.model.weights, "sha256": self.config.model.weights_sha256,
+                                            "source": self._imported["source"]}} if self._imported is not None else {})},
         )
 
 

@@ -82,6 +82,8 @@ class RunConfig(Section):
     def _imagenet_weights_or_from_scratch(self) -> "RunConfig":
         spec = self.model
         key = f"model.{spec.pretrained_key}"
+        if spec.weights is not None:  # imported weights: nothing is trained, nothing starts from ImageNet
+            return self
         if spec.backbone in PAPER_BACKBONES and spec.pretrained_path is None and not spec.from_scratch:
             raise ValueError(
                 f"{key}: a {spec.backbone} {'encoder' if self.is_part_model else 'baseline'} without ImageNet weights would "
@@ -114,6 +116,16 @@ class RunConfig(Section):
     @property
     def is_part_model(self) -> bool:
         return uses_segmenter(self.model.name)
+
+    @property
+    def imported(self) -> bool:
+        """True when the run evaluates imported weights (``model.weights``) and trains nothing."""
+        return self.model.weights is not None
+
+    @property
+    def training(self) -> str:
+        """The training label of the evaluated weights: normal, pgd or trades (imported: ``model.weights_training``)."""
+        return self.model.weights_training if self.model.weights_training is not None else self.train.training
 
 
 def check_weights_file(config: RunConfig) -> None:
@@ -177,13 +189,16 @@ def check_limits(config: RunConfig, rows: Mapping[str, int]) -> None:
 
 def used_rows(config: RunConfig) -> dict[str, int | None]:
     """How many leading rows of each split the run reads (None: all), for the data scan."""
+    if config.imported:
+        return {"test": config.eval.limit}  # nothing is trained
     return {"train": config.data.train_limit, "val": config.train.val_limit, "test": config.eval.limit}
 
 
 RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.prefetch_factor", "data.preload", "data.scan",
-                          "train.log_every", "model.from_scratch", *(f"speed.{key}" for key in SpeedConfig.model_fields)})
+                          "train.log_every", "model.from_scratch", "model.weights", *(f"speed.{key}" for key in SpeedConfig.model_fields)})
 """Keys that never change a result: left out of the identity, free to change when resuming
-(``model.from_scratch`` only confirms that a missing weights file is intended; the ``speed``
+(``model.from_scratch`` only confirms that a missing weights file is intended; ``model.weights`` is where the
+imported weights are, their identity is ``model.weights_sha256``; the ``speed``
 switches change kernels, not results, beyond float tolerance)."""
 
 _ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size",
@@ -210,6 +225,10 @@ def inapplicable_keys(config: RunConfig) -> set[str]:
     used = set(MODEL_OPTIONS[config.model.name])
     every_option = set().union(*MODEL_OPTIONS.values())
     keys = {f"model.{k}" for k in every_option - used}
+    if config.imported:  # evaluation only: training keys and ImageNet weights do not apply
+        keys.update(f"train.{k}" for k in TrainConfig.model_fields)
+        keys.update({"model.pretrained_baseline", "model.pretrained_encoder", "data.label_fraction", "data.label_seed",
+                     "data.train_limit"})
     if not config.is_part_model:
         keys.update(_PART_MODEL_KEYS)
     elif config.data.label_fraction == 1.0:
@@ -245,7 +264,8 @@ def resolved(config: RunConfig) -> dict[str, Any]:
 
 LATER_KEYS: dict[str, Any] = {"train.sync_bn": False, "eval.pgd": True, "eval.benchmarks": [], "eval.evaluators": [],
                                "eval.masking_checks": True, "eval.masking_check_limit": 512,
-                               "train.attack_precision": "as_train", "eval.autoattack_batch_size": None}
+                               "train.attack_precision": "as_train", "eval.autoattack_batch_size": None,
+                               "model.weights": None, "model.weights_sha256": None, "model.weights_training": None}
 """Keys added after runs existed, left out of the identity at these values (their behaviour before
 they existed), so that the ids of earlier runs stay valid."""
 
@@ -292,9 +312,12 @@ def phase_id(config: RunConfig, phase: str) -> str:
 
 
 def run_id(config: RunConfig) -> str:
-    """Readable prefix + 8 hex digits of the config hash: ``downsampled-pgd-1a2b3c4d``, ``bbox-trades-b2-...``."""
-    parts = [config.model.name, config.train.training]
-    if config.train.training == "trades":
+    """Readable prefix + 8 hex digits of the config hash: ``downsampled-pgd-1a2b3c4d``, ``bbox-trades-b2-...``,
+    ``bbox-trades-imported-...`` (imported weights; their SHA-256 is part of the hash)."""
+    parts = [config.model.name, config.training]
+    if config.imported:
+        parts.append("imported")
+    elif config.train.training == "trades":
         parts.append(f"b{config.train.beta:g}")
     return "-".join(parts + [config_hash(config)[:8]])
 

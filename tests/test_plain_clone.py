@@ -64,3 +64,16 @@ def test_every_relative_link_of_the_documentation_resolves():
             if not path.exists() or REPO not in path.resolve().parents and path.resolve() != REPO:
                 broken.append(f"{page}: {target}")
     assert not broken, broken
+
+
+def test_lib_readme_names_every_module_of_the_package():
+    """lib/README.md's layer table describes every module (a nested folder such as `sources/` counts as one entry)."""
+    page, package = (REPO / "lib" / "README.md").read_text(), REPO / "lib" / "partrobust"
+    unnamed = []
+    for path in sorted(package.glob("*/*.py")):
+        if path.name != "__init__.py" and f"`{path.name}`" not in page:
+            unnamed.append(str(path.relative_to(package)))
+    for folder in sorted(p for p in package.glob("*/*/") if p.is_dir() and p.name != "__pycache__" and (p / "__init__.py").is_file()):
+        if f"`{folder.name}/`" not in page:
+            unnamed.append(f"{folder.relative_to(package)}/")
+    assert not unnamed, f"lib/README.md does not describe: {unnamed}"

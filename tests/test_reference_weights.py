@@ -325,7 +325,7 @@ def test_released_runs_are_their_own_source_in_table_1(tmp_path):
     cell = (released["model"] == "downsampled") & (released["training"] == "pgd") & (released["metric"] == "clean_accuracy") & (released["status"] == "ours")
     assert released.loc[cell, "ours"].tolist() == [86.0] and released.loc[cell, "paper"].tolist() == [85.6]
     text = table_markdown(side, side.iloc[:0], 1, released)
-    assert "## Released weights, evaluated here" in text and "released weights, evaluated here (part_imagenet)" in text
+    assert "## Released weights, evaluated here" in text and "released weights, evaluated here (Part-ImageNet)" in text
 
 
 def test_the_run_id_follows_the_weights_hash_not_their_path(tmp_path, tiny_dataset):

@@ -219,7 +219,7 @@ def test_table1_is_printed_as_the_papers_grid():
     text = regenerate.table_markdown(paper.side_by_side(results, 1), pd.DataFrame(columns=paper.SIDE_BY_SIDE_COLUMNS), 1)
     grid = text.split("\n\n")[3].splitlines()
     assert [c.strip() for c in grid[0].strip("|").split("|")] == [
-        "training", "model", *(f"{d} {m}" for d in ("part_imagenet", "cityscapes", "pascal_part") for m in ("clean", "AutoAttack"))]
+        "training", "model", *(f"{d} {m}" for d in ("Part-ImageNet", "Cityscapes", "PASCAL-Part") for m in ("clean", "AutoAttack"))]
     assert len(grid) == 2 + 6, "two trainings x three models"
     assert "70.0 / 74.7" in text and "AutoAttack standard" in text
 

@@ -22,6 +22,8 @@ CAPPED_STATUS = "direction only"
 """The best status a masking claim can have when a run of its source fails a check."""
 ABOVE_CAP = ("reproduced",)
 """Statuses above `CAPPED_STATUS` (lowered to it)."""
+NOT_RUN = "not yet run"
+"""The status of a claim its source has no runs for (the last of `claims.STATUS_ORDER`): left as it is."""
 LARGE_GAP = 10.0
 """PGD minus AutoAttack accuracy (percentage points) on one run from which the gap is flagged."""
 CHECK_PREFIX = "gradient_masking_"
@@ -79,9 +81,10 @@ def cap_masking_claim(claim: str, status: str, evidence: str, results: pd.DataFr
 
     Other claims pass through unchanged. A masking claim whose runs fail a check or show a large
     PGD - AutoAttack gap is lowered from ``reproduced`` to `CAPPED_STATUS`; its evidence then names
-    the runs (also when its status was already lower: the reader sees why).
+    the runs (also when its status was already lower: the reader sees why). A claim the source has no
+    runs for (``not yet run``) stays as it is: the flags belong to the claims its runs do test.
     """
-    if not claim.startswith(MASKING_CLAIM_PREFIX):
+    if not claim.startswith(MASKING_CLAIM_PREFIX) or status == NOT_RUN:
         return status, evidence
     flags = masking_evidence(results)
     if not flags:

@@ -36,6 +36,7 @@ from .matching import SWEEP_SETUP, _in_sweep_setup, _key
 from .paper_tables import load_paper_table
 from .protocol import LIMIT_COLUMN, with_protocol
 from .stats import over_seeds
+from .style import dataset_label
 from .sweep_analysis import select_best
 
 PAPER_EPS = 8 / 255
@@ -499,8 +500,8 @@ def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10)
 
 
 def source_label(source: str) -> str:
-    """'built-in data (builtin_study)' for a built-in source, 'released weights, evaluated here (part_imagenet)'
-    for imported weights, the dataset name otherwise."""
+    """'built-in data (builtin_study)' for a built-in source, 'released weights, evaluated here (Part-ImageNet)'
+    for imported weights, the dataset's display name otherwise ('Part-ImageNet')."""
     if source.startswith(RELEASED):
-        return f"released weights, evaluated here ({source[len(RELEASED):]})"
-    return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else source
+        return f"released weights, evaluated here ({dataset_label(source[len(RELEASED):])})"
+    return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else dataset_label(source)

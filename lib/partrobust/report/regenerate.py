@@ -34,7 +34,7 @@ from .figures import FIGURES, FigureData, Missing
 from .masks import EXAMPLES_FILE
 from .paper import TABLES, all_side_by_side, builtin_table, is_builtin, missing_commands, released_table, source_label, trained_models
 from .protocol import with_protocol
-from .style import STYLE, model_label, save_figure
+from .style import STYLE, model_label, save_figure, training_label
 
 PAPER_DIR = "paper"
 
@@ -172,7 +172,7 @@ def table1_grid(frame: pd.DataFrame, with_paper: bool) -> str:
     datasets = list(dict.fromkeys(frame["dataset"]))
     rows = []
     for (training, model), group in frame.groupby(["training", "model"], sort=False):
-        row = {"training": training, "model": model_label(model)}
+        row = {"training": training_label(training), "model": model_label(model)}
         for dataset in datasets:
             for metric, label in metrics.items():
                 cell = group[(group["dataset"] == dataset) & (group["metric"] == metric)]
@@ -181,7 +181,7 @@ def table1_grid(frame: pd.DataFrame, with_paper: bool) -> str:
                 ours = _ours(cell)[0]
                 row[f"{source_label(dataset)} {label}"] = f"{ours} / {_cell(cell['paper'].iloc[0])}" if with_paper else ours
         rows.append(row)
-    order = {t: i for i, t in enumerate(["pgd", "trades"])}
+    order = {training_label(t): i for i, t in enumerate(["pgd", "trades"])}
     table = pd.DataFrame(rows).sort_values("training", key=lambda s: s.map(order), kind="stable")
     return table.to_markdown(index=False)
 

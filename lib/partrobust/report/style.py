@@ -85,11 +85,15 @@ BENCHMARK_LABELS = {
 }
 """Benchmark and corruption name -> display name (notebook 04's example grid)."""
 
+DATASET_LABELS = {"part_imagenet": "Part-ImageNet", "cityscapes": "Cityscapes", "pascal_part": "PASCAL-Part"}
+"""Display names of the paper's datasets."""
+
 NAMES: dict[str, str] = {}
 """The one name map: every name a figure may show (model, training, metric, setting column and value,
 history column, benchmark, corruption) -> its display name. Figures take every word from here, and the
 tests check that no figure shows a key whose display name differs from it (`raw_names`)."""
-for _part in (MODEL_LABELS, TRAINING_LABELS, METRIC_LABELS, SETTING_LABELS, VALUE_LABELS, HISTORY_LABELS, BENCHMARK_LABELS):
+for _part in (MODEL_LABELS, TRAINING_LABELS, METRIC_LABELS, SETTING_LABELS, VALUE_LABELS, HISTORY_LABELS, BENCHMARK_LABELS,
+              DATASET_LABELS):
     _clash = {k for k in _part if k in NAMES and NAMES[k] != _part[k]}
     if _clash:
         raise ValueError(f"names with two display names: {sorted(_clash)}")
@@ -118,6 +122,11 @@ same results give the same bytes on any machine with matplotlib's bundled DejaVu
 def model_label(name: str) -> str:
     """Display name of a registered model ("bbox" -> "Bounding-Box")."""
     return MODEL_LABELS.get(name, name)
+
+
+def dataset_label(name: str) -> str:
+    """Display name of one of the paper's datasets ("part_imagenet" -> "Part-ImageNet"); others as they are."""
+    return DATASET_LABELS.get(name, name)
 
 
 def training_label(name: str) -> str:

@@ -39,8 +39,8 @@ from ..core import distributed
 from ..core.config import ParameterError, parse_assignment, to_dict
 from ..core.device import float32_precision
 from ..core.distributed import Dist
-from ..core.metrics import SUMMARY_METRICS
 from ..core.fileio import check_checkpoint, check_writable
+from ..core.metrics import SUMMARY_METRICS
 from ..core.paths import check_plain_name, find_repo_root
 from ..core.results import RESULTS_FILE, add_results, gather_results
 from ..core.seeding import seed_everything
@@ -63,7 +63,7 @@ from ..models.losses import CentroidLoss, PartLoss
 from ..report.figures import plot_training_history
 from ..report.masks import EXAMPLES_FILE, load_examples, plot_examples, save_examples
 from ..report.style import save_figure
-from ..train.loop import ConfigMismatchError, FitResult, check_phase_files, fit
+from ..train.loop import FitResult, check_phase_files, fit
 from ..train.speed import apply_speed, compile_report, resolve_speed, speed_settings
 from .errors import InputRefused, exit_status, is_busy_error, is_input_error
 from .notebooks import NotebookFailed, execute

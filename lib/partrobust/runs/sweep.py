@@ -42,8 +42,8 @@ from pydantic import Field, field_validator, model_validator
 from ..core.config import ParameterError, Section, validate
 from ..core.fileio import file_lock
 from ..core.paths import check_plain_name, find_repo_root
-from .runconfig import RunConfig, make_run_config, read_yaml, resolved, run_id
 from .errors import EXIT_BUSY, EXIT_INPUT
+from .runconfig import RunConfig, make_run_config, read_yaml, resolved, run_id
 from .rundir import LOCK_FILE, claim, describe_progress, read_status, run_dir_for
 
 

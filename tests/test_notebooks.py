@@ -89,6 +89,27 @@ def test_pipeline_rejects_bad_params_before_running(tmp_path):
     assert not runs.exists(), "nothing ran"
 
 
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_dry_run_and_data_conversion_need_no_weights(tmp_path, capsys):
+    """The runs' ImageNet weights are needed to train, not to preview a params file or convert its data: --dry-run
+    lists the missing files as something to fetch, --notebooks 00 prepares the data, a real run is refused first."""
+    data, runs, missing = tmp_path / "data", tmp_path / "runs", tmp_path / "weights" / "resnet50.pth"
+    plan = {"experiment": "noweights",
+            "prepare": {"00_data_prep": {"dataset": "synthetic", "num_classes": 3, "image_size": 16, "n_train": 6, "n_val": 3,
+                                         "n_test": 3, "output_root": str(data), "progress": False}},
+            "config": {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(data / "synthetic")},
+                       "model": {**TINY_RUN["model"], "name": "resnet", "pretrained_baseline": str(missing)}}}
+    params_file = write_params(tmp_path / "noweights.yaml", plan)
+    assert run(params_file, runs_root=runs, repo=REPO, dry_run=True) == []
+    assert f"to fetch before training (`make weights`, i.e. python -m partrobust.weights fetch): {missing}" in capsys.readouterr().out
+    with pytest.raises(ParameterError, match="weights file .* does not exist"):
+        run(params_file, runs_root=runs, repo=REPO, progress=False)
+    assert not data.exists(), "refused before the data notebook"
+    run(params_file, runs_root=runs, repo=REPO, progress=False, notebooks=["00"])
+    assert (data / "synthetic" / "metadata.json").is_file()
+
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_wrong_parameter_type_fails_in_the_notebook_with_the_key(tmp_path):

@@ -293,3 +293,19 @@ def test_hparam_sets_pick_a_by_shape_vs_texture_and_b_by_spurious_plus_corruptio
     table = hparam_sets(pd.DataFrame(rows)).set_index("set")
     assert table.loc["A", "lr"] == 0.1 and table.loc["A", "shape vs texture"] == 70.5
     assert table.loc["B", "lr"] == 0.05 and table.loc["B", "corruptions"] == 85.5
+
+
+def test_benchmark_rows_state_how_they_differ_from_the_papers():
+    """Every result row of a benchmark made differently from the paper's says how, in its note."""
+    from partrobust.eval.benchmarks.spurious import ImageNet9MixedRand, SpuriousCorrelation
+
+    rows = pd.DataFrame({"label": [0, 1], "background_label": [1, 0]})
+    for benchmark, phrases in [(SpuriousCorrelation(), ["ground-truth part masks", "nearest non-object pixels", "Only-BG-T"]),
+                               (ImageNet9MixedRand(), ["Part-ImageNet", "about 220 ImageNet wnids", "Fish, Bird, Reptile and Quadruped"])]:
+        out = benchmark.score(rows, np.array([0, 0]))
+        assert out and all("deviation: " in r["note"] and all(p in r["note"] for p in phrases) for r in out), out
+    for method, phrase in [("adain", "not a painting as in Stylized-ImageNet"),
+                           ("builtin", "no style transfer")]:
+        cue = pd.DataFrame({"label": [0, 1], "texture_label": [1, 0], "method": method})
+        out = build_benchmark("shape_vs_texture").score(cue, np.array([0, 0]))
+        assert len(out) == 3 and all(phrase in r["note"] for r in out), out

@@ -140,10 +140,10 @@ def test_diff_names_changed_keys():
 
 
 def test_readme_documents_every_run_config_key():
-    """Adding a parameter = its declaration + its row in the README (printed by python -m partrobust.runconfig)."""
+    """Adding a parameter = its declaration + its row in params/README.md (printed by python -m partrobust.runconfig)."""
     from pathlib import Path
 
     from partrobust.runs.runconfig import keys_markdown
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert keys_markdown() in readme, "README's key table is stale: paste `python -m partrobust.runconfig` into it"
+    page = (Path(__file__).resolve().parents[1] / "params" / "README.md").read_text()
+    assert keys_markdown() in page, "params/README.md's key table is stale: paste `python -m partrobust.runconfig` into it"

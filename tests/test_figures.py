@@ -185,7 +185,8 @@ def test_claim_that_part_models_win_fails_when_the_resnet_wins(tables_dir):
 
 
 def test_non_adversarial_claim_agrees_with_notebook_04s_table(tables_dir):
-    """The report's claim for Tables 2-4 and notebook 04's table are two paths to the same means and Welch p."""
+    """The report's claim for Tables 2-4 and notebook 04's table are two paths to the same means and Welch p
+    (of the claimed 3-point size)."""
     from partrobust.report.robustness import benchmark_table
 
     results = paper.with_source(read_results(REPO / "figures" / "builtin_robustness" / RESULTS_FILE))
@@ -194,13 +195,14 @@ def test_non_adversarial_claim_agrees_with_notebook_04s_table(tables_dir):
     source = results["source"].iloc[0]
     status, evidence = claims.beats_resnet_benchmarks(results, side, builtin, source)
     kept = results[~results["drop_background"].astype(str).str.lower().isin({"true", "1.0", "1"})]
-    table = benchmark_table(kept).set_index(["model", "metric"])
+    table = benchmark_table(kept, margin=claims.BENCHMARK_MARGIN).set_index(["model", "metric"])
     for model in ("downsampled", "bbox"):
         for metric in claims.BENCHMARK_TABLES.values():
             row = table.loc[(model, metric)]
             assert f"{row['mean']:.1f} vs {table.loc[('resnet', metric), 'mean']:.1f}" in evidence
             assert f"p = {row['p_value']:.3g}" in evidence
-    negative = any(table.loc[(m, b), "difference"] <= 0 for m in ("downsampled", "bbox") for b in claims.BENCHMARK_TABLES.values())
+    negative = any(table.loc[(m, b), "difference"] <= claims.BENCHMARK_MARGIN for m in ("downsampled", "bbox")
+                   for b in claims.BENCHMARK_TABLES.values())
     assert (status == "not reproduced") == negative
 
 

@@ -8,12 +8,16 @@
 5. Checkpoints never run code: a crafted pickle is refused and does nothing.
 6. Evaluation refuses NaN / inf / out-of-range images and NaN logits instead of printing a number.
 7. A failing notebook is reported by cell, line, error, executed copy and the command to rerun.
+8. One error path: every bad input given to a command ends before any compute with exit 2 and one
+   ``error:`` line naming the key or file (exit 3 and ``busy:`` for a run another process holds),
+   quickly, writing nothing (`EXIT_CASES`, totals in `test_the_table_totals`).
 """
 from __future__ import annotations
 
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,7 +35,7 @@ import torch.nn as nn
 import yaml
 from conftest import REPO, tiny_run_values
 from partrobust.attacks import PGD, AutoAttack, InvalidInputError
-from partrobust.core.config import ParameterError
+from partrobust.core.config import ParameterError, parse_assignment
 from partrobust.data.prepared import PreparedDatasetError, load_metadata, read_split
 from partrobust.eval.config import EvalConfig
 from partrobust.eval.evaluators import evaluate
@@ -41,8 +45,8 @@ from partrobust.runs.notebooks import NotebookFailed, execute
 from partrobust.runs.pipeline import run as run_pipeline
 from partrobust.core.results import RESULT_COLUMNS, add_results, read_results
 from partrobust.runs.run import Run, execute_run
-from partrobust.runs.runconfig import make_run_config
-from partrobust.runs.rundir import claim
+from partrobust.runs.runconfig import make_run_config, run_id
+from partrobust.runs.rundir import claim, locked
 from PIL import Image
 
 
@@ -134,7 +138,9 @@ PARAMS_FILE_CASES = [
     ("- experiment: x\n", r"{file}: expected a mapping of keys to values, got list"),
     ("", r"experiment: required but missing"),
     ("experiment: [a, b]\n", r"experiment"),
-    ({"experiment": "a/b"}, r"experiment must be a plain folder name"),
+    ({"experiment": "a/b"}, r"experiment: must be a plain folder name"),
+    ({"experiment": "../escaped"}, r"experiment: must be a plain folder name"),
+    ({"experiment": "x", "sweeps": {}}, r"sweeps: unknown key.*did you mean 'sweep'\?"),
     ({"experiment": "x", "sweeps": {}}, r"sweeps: unknown key"),
     ({"experiment": "x", "config": tiny_values(), "sweep": {"grid": {"model.name": []}}}, r"grid\.model\.name: empty list"),
     ({"experiment": "x", "config": tiny_values(), "sweep": {"zip": {"seed": [0, 1], "train.lr": [0.1]}}}, r"equal lengths"),
@@ -628,3 +634,385 @@ def test_a_failing_prepare_notebook_names_cell_line_error_output_and_rerun(tmp_p
     assert f"executed notebook: {tmp_path / 'runs' / 'x' / '00_data_prep.ipynb'}" in message
     assert f"rerun: python -m partrobust.pipeline {path} --notebooks 00_data_prep" in message
     assert (tmp_path / "runs" / "x" / "00_data_prep.ipynb").is_file()
+
+
+# --------------------------------------------------------------------------- 8. one error path: exit status, key or file, nothing written
+#
+# Every row is one bad input given to a command (``python -m partrobust.run`` or ``partrobust.pipeline``, called
+# in this process unless the row says otherwise). Each must end before any compute with the documented exit
+# status (2: ``error: ...``; 3: ``busy: ...``) and one stderr line naming the key or the file, quickly, and
+# leave no file behind (no checkpoint, no results, nothing else either). `test_the_table_totals` adds them up.
+
+
+class Setup:
+    """What a row works with: a private folder, the tiny dataset, a run config file on it, and the runs root."""
+
+    def __init__(self, tmp: Path, dataset: Path) -> None:
+        self.tmp, self.dataset, self.runs = tmp, dataset, tmp / "runs"
+        self.config = _write(tmp / "run.yaml", tiny_values(dataset))
+        self.marker = tmp / "pwned"  # a crafted pickle would create it
+
+    def run_config(self, *sets: str):
+        return make_run_config(tiny_values(self.dataset), dict(parse_assignment(a) for a in sets))
+
+    def run_dir(self, *sets: str) -> Path:
+        return self.runs / "exp" / run_id(self.run_config(*sets))
+
+    def file(self, name: str, content) -> Path:
+        path = self.tmp / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content == "crafted":
+            _crafted(path, self.marker)
+        elif content == "dir":
+            path.mkdir()
+        else:
+            torch.save(content, path)
+        return path
+
+    def params(self, doc: dict) -> Path:
+        return _write(self.tmp / "params.yaml", {"experiment": "exp", "config": tiny_values(self.dataset), **doc})
+
+
+def _cli(*sets: str, extra=()) -> callable:
+    """A `python -m partrobust.run` row: the config file with ``--set`` overrides."""
+    return lambda s: [str(s.config), *[a for kv in sets for a in ("--set", kv)], "--experiment", "exp", "--runs-root", str(s.runs),
+                      *extra]
+
+
+def _with(make_file, *sets: str, extra=()) -> callable:
+    """A row whose ``--set`` values name a file `make_file(setup)` creates."""
+    return lambda s: _cli(*[kv.format(file=make_file(s)) for kv in sets], extra=extra)(s)
+
+
+def _in_phase(name: str, content, phase: str = "clean") -> callable:
+    """A row whose run already has `name` in its clean phase folder (or its run folder for AutoAttack state)."""
+    def build(s: Setup) -> list[str]:
+        run = Run(s.run_config(), "exp", s.runs)
+        folder = run.phase_dir(phase) if name.endswith(("last.pt", "best.pt")) else run.dir
+        folder.mkdir(parents=True)
+        path = folder / name
+        if content == "crafted":
+            _crafted(path, s.marker, wrap=lambda p: {"model": p})
+        elif content == "truncated":
+            buffer = io.BytesIO()
+            torch.save({"model": {"w": torch.ones(1000)}}, buffer)
+            path.write_bytes(buffer.getvalue()[:500])
+        else:
+            torch.save(content, path)
+        return _cli()(s)
+    return build
+
+
+def _immutable(folder: Path) -> None:
+    """Makes `folder` unwritable, for root too (``chattr +i``; root ignores permission bits)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o555)
+    if os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a folder read-only for root here (no chattr)")
+
+
+def _read_only_root(s: Setup) -> list[str]:
+    _immutable(s.runs)
+    return _cli()(s)
+
+
+def _root_is_a_file(s: Setup) -> list[str]:
+    s.runs.write_text("a file where the runs root should be")
+    return _cli()(s)
+
+
+def _disk_full(s: Setup) -> list[str]:
+    import partrobust.core.fileio as fileio
+
+    s.monkeypatch.setattr(fileio.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 1024, 1024))
+    return _cli()(s)
+
+
+def _results_is_a_folder(s: Setup) -> list[str]:
+    (s.run_dir() / "results.csv").mkdir(parents=True)
+    return _cli()(s)
+
+
+def _data_root_is_a_file(s: Setup) -> list[str]:
+    return _cli(f"data.root={s.file('data.txt', b'not a folder')}")(s)
+
+
+def _busy(s: Setup) -> list[str]:
+    config = s.run_config()
+    folder = s.run_dir()
+    claim(folder, config, "exp")
+    s.stack.enter_context(locked(folder))  # "another process" works on it: the lock is held till the row ends
+    return _cli()(s)
+
+
+def _adain(bad: str, content) -> callable:
+    """A shape-vs-texture row with a valid AdaIN pair except the `bad` file ("encoder" or "decoder")."""
+    def build(s: Setup) -> list[str]:
+        from test_benchmarks import _tiny_adain_weights
+
+        encoder, decoder = _tiny_adain_weights(s.tmp)
+        if bad == "decoder" and content == "encoder":
+            decoder = encoder  # a real AdaIN file, of the other network
+        elif bad == "encoder":
+            encoder = s.file("bad_enc.pth", content)
+        else:
+            decoder = s.file("bad_dec.pth", content)
+        return _cli("eval.benchmarks=[shape_vs_texture]", f"eval.style_encoder={encoder}", f"eval.style_decoder={decoder}")(s)
+    return build
+
+
+def _pipeline(doc: dict, *args: str, before=None) -> callable:
+    def build(s: Setup) -> list[str]:
+        if before is not None:
+            before(s)
+        return [str(s.params(doc)), "--runs-root", str(s.runs), "--runner", "process", "--no-progress", *args]
+    return build
+
+
+def _weights(content) -> callable:
+    return _with(lambda s: s.file("weights.pt", content), "model.pretrained_encoder={file}")
+
+
+_FINGERPRINT = {"model": {}, "epoch": 1, "metrics": {}, "config": {"train.lr": 0.5}}
+CUDA_DEVICE = f"cuda:{torch.cuda.device_count()}"  # no such GPU: cuda:0 on a machine without CUDA
+
+EXIT_CASES = [
+    # (id, command, argv builder, exit status, what the stderr line must name (regex))
+    # 1. every float key finite
+    ("lr-inf", "run", _cli("train.lr=.inf"), 2, r"train\.lr: Input should be a finite number"),
+    ("weight-decay-inf", "run", _cli("train.weight_decay=.inf"), 2, r"train\.weight_decay: .*finite"),
+    ("beta-inf", "run", _cli("train.method=trades", "train.beta=.inf"), 2, r"train\.beta: .*finite"),
+    ("momentum-nan", "run", _cli("train.momentum=.nan"), 2, r"train\.momentum: .*finite"),
+    ("eps-inf", "run", _cli("train.eps=.inf"), 2, r"train\.eps: must be a finite number"),
+    ("style-alpha-nan", "run", _cli("eval.style_alpha=.nan"), 2, r"eval\.style_alpha: .*finite"),
+    ("min-crop-nan", "run", _cli("data.min_crop_scale=.nan"), 2, r"data\.min_crop_scale: .*finite"),
+    ("c-seg-attack-inf", "run", _cli("eval.c_seg_attack=[.inf]"), 2, r"eval\.c_seg_attack\[0\]: .*finite"),
+    # 2. AdaIN files through the one safe loader, before training
+    ("style-encoder-crafted", "run", _adain("encoder", "crafted"), 2, r"eval\.style_encoder: .*bad_enc\.pth: refused to load"),
+    ("style-decoder-garbage", "run", _adain("decoder", b"garbage" * 50), 2, r"eval\.style_decoder: .*bad_dec\.pth: cannot read"),
+    ("style-encoder-folder", "run", _adain("encoder", "dir"), 2, r"eval\.style_encoder: .*bad_enc\.pth is a directory"),
+    ("style-decoder-wrong-net", "run", _adain("decoder", "encoder"), 2, r"eval\.style_decoder: .*enc\.pth"),
+    ("style-encoder-not-tensors", "run", _adain("encoder", [1, 2]), 2, r"eval\.style_encoder: .*bad_enc\.pth: expected a state dict"),
+    # 3. experiment names: one validator, no escape from the runs root
+    ("experiment-escape", "run", _cli(extra=["--experiment", "../../escaped"]), 2, r"--experiment must be a plain folder name"),
+    ("experiment-nested", "run", _cli(extra=["--experiment", "a/b"]), 2, r"--experiment must be a plain folder name"),
+    ("experiment-hidden", "run", _cli(extra=["--experiment", ".x"]), 2, r"--experiment must be a plain folder name"),
+    ("experiment-empty", "run", _cli(extra=["--experiment", ""]), 2, r"--experiment must be a plain folder name"),
+    ("params-experiment-escape", "pipeline", _pipeline({"experiment": "../escaped"}), 2, r"experiment: must be a plain folder name"),
+    # 4. compile backends
+    ("compile-backend", "run", _cli("speed.compile_backend=nonexistent"), 2, r"speed\.compile_backend: unknown torch\.compile backend"),
+    # 5. CUDA-only keys off CUDA, limits larger than the split
+    ("bf16-on-cpu", "run", _cli("train.bf16=true"), 2, r"train\.bf16: true acts on CUDA only"),
+    ("sync-bn-on-cpu", "run", _cli("train.sync_bn=true"), 2, r"train\.sync_bn: true acts on CUDA only"),
+    ("train-limit", "run", _cli("data.train_limit=100000"), 2, r"data\.train_limit: 100000 is more than the 40 images"),
+    ("eval-limit", "run", _cli("eval.limit=1000"), 2, r"eval\.limit: 1000 is more than the 16 images"),
+    ("val-limit", "run", _cli("train.val_limit=1000"), 2, r"train\.val_limit: 1000 is more than the 16 images"),
+    # 6. the error line and exit 2, not a traceback
+    ("no-such-gpu", "run", _cli(f"device={CUDA_DEVICE}"), 2, r"device: .*cuda:\d"),
+    ("weights-missing", "run", _cli("model.pretrained_encoder=/nowhere/w.pt"), 2, r"model\.pretrained_encoder: weights file /nowhere/w\.pt"),
+    ("weights-crafted", "run", _weights("crafted"), 2, r"model\.pretrained_encoder: .*weights\.pt: refused to load"),
+    ("weights-garbage", "run", _weights(b"not a checkpoint"), 2, r"model\.pretrained_encoder: .*weights\.pt: cannot read"),
+    ("weights-not-a-state-dict", "run", _weights([torch.ones(2)]), 2, r"model\.pretrained_encoder: .*weights\.pt is not a state dict"),
+    ("weights-wrong-keys", "run", _weights({"w": torch.ones(2)}), 2, r"model\.pretrained_encoder: .*weights\.pt does not match"),
+    ("last-crafted", "run", _in_phase("last.pt", "crafted"), 2, r"clean-\w+/last\.pt: refused to load"),
+    ("last-truncated", "run", _in_phase("last.pt", "truncated"), 2, r"clean-\w+/last\.pt: cannot read this checkpoint"),
+    ("last-incomplete", "run", _in_phase("last.pt", {"model": {}}), 2, r"last\.pt: not a checkpoint of this project"),
+    ("best-other-config", "run", _in_phase("best.pt", _FINGERPRINT), 2, r"best\.pt was written by a different configuration"),
+    ("adv-last-crafted", "run", _in_phase("last.pt", "crafted", "adversarial"), 2, r"pgd-\w+/last\.pt: refused to load"),
+    ("autoattack-crafted", "run", _in_phase("autoattack_state.pt", "crafted"), 2, r"autoattack_state\.pt: refused to load"),
+    ("autoattack-truncated", "run", _in_phase("autoattack_state.pt", "truncated"), 2, r"autoattack_state\.pt: cannot read"),
+    ("notebook-last-crafted", "run", lambda s: [*_in_phase("last.pt", "crafted")(s), "--notebook"], 2, r"last\.pt: refused to load"),
+    ("runs-root-read-only", "run", _read_only_root, 2, r"run folder: .*runs/exp/bbox-pgd-\w+ is not writable"),
+    ("runs-root-a-file", "run", _root_is_a_file, 2, r"run folder: .*runs is a file"),
+    ("pipeline-read-only", "pipeline", _pipeline({}, before=lambda s: _immutable(s.runs)), 2, r"runs root: .*runs/exp is not writable"),
+    # 8. readable errors: no pydantic internals, "did you mean", folders and files told apart
+    ("sweep-typo", "pipeline", _pipeline({"sweep": {"grdi": {"seed": [1, 2]}}}), 2, r"sweep block 1: grdi: unknown key.*did you mean 'grid'"),
+    ("sweep-list-typo", "pipeline", _pipeline({"sweep": [{"set": {}}, {"zpi": {}}]}), 2, r"sweep block 2: zpi: unknown key.*did you mean 'zip'"),
+    ("sweep-inf", "pipeline", _pipeline({"sweep": {"grid": {"train.lr": [0.1, float("inf")]}}}), 2, r"train\.lr: .*finite"),
+    ("set-typo", "run", _cli("trian.lr=0.1"), 2, r"trian: unknown key.*did you mean 'train'"),
+    ("key-typo", "run", _cli("train.weight_decy=0.1"), 2, r"train\.weight_decy: unknown key.*did you mean 'weight_decay'"),
+    ("weights-a-folder", "run", _weights("dir"), 2, r"model\.pretrained_encoder: .*weights\.pt is a directory"),
+    ("data-root-a-file", "run", _data_root_is_a_file, 2, r"data\.root: .*data\.txt' is a file, not a dataset folder"),
+    ("config-a-folder", "run", lambda s: [str(s.tmp), "--runs-root", str(s.runs)], 2, r"config file .* is a directory"),
+    ("pipeline-bf16", "pipeline", _pipeline({"sweep": {"set": {"train.bf16": True}}}), 2, r"train\.bf16: true acts on CUDA only"),
+    ("pipeline-limit", "pipeline", _pipeline({"sweep": {"set": {"eval.limit": 1000}}}), 2, r"eval\.limit: 1000 is more than"),
+    ("pipeline-weights-crafted", "pipeline", lambda s: _pipeline({"sweep": {"set": {
+        "model.pretrained_encoder": str(s.file("weights.pt", "crafted"))}}})(s), 2, r"model\.pretrained_encoder: .*refused to load"),
+    # 9. writability and free space before training
+    ("disk-full", "run", _disk_full, 2, r"run folder: .* has 0 MiB free, but the run writes about"),
+    ("results-a-folder", "run", _results_is_a_folder, 2, r"run folder: .*results\.csv is a folder"),
+    # busy: another process holds the run
+    ("busy", "run", _busy, 3, r"busy: run .*bbox-pgd-\w+ is being worked on by another process"),
+]
+"""The bad inputs of the second hardening round (issue 27), one row each."""
+
+_OUTCOMES: dict[str, dict] = {}
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+@pytest.mark.parametrize("case", EXIT_CASES, ids=[c[0] for c in EXIT_CASES])
+def test_each_bad_input_ends_with_its_exit_status_and_line_before_any_compute(case, tiny_dataset, tmp_path, monkeypatch, capsys, no_training):
+    import contextlib
+
+    from partrobust.runs.pipeline import main as pipeline_main
+    from partrobust.runs.run import main as run_main
+
+    name, command, build, code, names = case
+    monkeypatch.chdir(REPO)  # the commands chdir to the repository root; monkeypatch restores the test's folder
+    monkeypatch.setattr("partrobust.runs.sweep.execute_one", lambda *a, **k: pytest.fail("the pipeline started a run"))
+    work = tmp_path / "work"
+    work.mkdir()
+    setup = Setup(work, tiny_dataset)
+    setup.monkeypatch = monkeypatch
+    with contextlib.ExitStack() as stack:
+        setup.stack = stack
+        try:
+            argv = build(setup)
+            before = _files(tmp_path)
+            capsys.readouterr()
+            t0 = time.perf_counter()
+            status = (run_main if command == "run" else pipeline_main)(argv)
+            seconds = time.perf_counter() - t0
+            err = capsys.readouterr().err
+            after = _files(tmp_path)
+        finally:
+            if setup.runs.is_dir() and os.geteuid() == 0:
+                subprocess.run(["chattr", "-i", str(setup.runs)], capture_output=True)
+            if setup.runs.is_dir():
+                os.chmod(setup.runs, 0o755)
+    prefix = "busy: " if code == 3 else "error: "
+    message = err[err.find(prefix):] if prefix in err else ""  # the line (and the lines of a multi-line message)
+    assert status == code, f"{name}: exit {status}, expected {code}\n{err[-3000:]}"
+    assert message and message.count(prefix) == 1 and not message.startswith(prefix + "\n"), err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert re.search(names, message.splitlines()[0]) or re.search(names, message, re.S), f"{name}: {message!r} does not match {names!r}"
+    assert after == before, f"{name}: files written or changed: {sorted(set(after.items()) ^ set(before.items()))}"
+    assert not setup.marker.exists(), "a crafted pickle ran"
+    assert not (tmp_path.parent / "escaped").exists() and not (REPO / "runs" / "escaped").exists()
+    assert seconds < 30, f"{name}: the error took {seconds:.1f} s"
+    _OUTCOMES[name] = {"exit": status, "seconds": seconds, "before_compute": True}
+
+
+@pytest.mark.subprocess
+def test_a_command_started_outside_the_checkout_says_so_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "partrobust.run", str(REPO / "params" / "smoke.yaml")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: no partrobust checkout") and str(tmp_path) in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_notebook_experiment_parameter_cannot_escape_the_runs_root(tiny_dataset, tmp_path, no_training):
+    """Notebook 01 builds its run with `Run.from_file(config, overrides, experiment, runs_root, folder)`."""
+    config = _write(tmp_path / "run.yaml", tiny_values(tiny_dataset))
+    runs = tmp_path / "nested" / "runs"
+    for experiment in ("../../escaped", "a/b", "..", ".hidden", "/abs"):
+        with pytest.raises(ParameterError, match=r"experiment must be a plain folder name"):
+            Run.from_file(config, {}, experiment, runs)
+    assert not (tmp_path / "nested").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_a_failed_write_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    def full(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=r"cannot write .*last\.pt: No space left on device"):
+        atomic_torch_save({"w": torch.ones(1)}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_table_totals():
+    """The totals of `EXIT_CASES` (printed with ``-s``): bad inputs, refused before compute, exit-2 share."""
+    if len(_OUTCOMES) < len(EXIT_CASES):
+        pytest.skip("only part of the table ran")
+    refused = sum(o["before_compute"] for o in _OUTCOMES.values())
+    exit2 = sum(o["exit"] == 2 for o in _OUTCOMES.values())
+    slowest = max(_OUTCOMES.items(), key=lambda item: item[1]["seconds"])
+    print(f"\nreliability table: {len(_OUTCOMES)} bad inputs, {refused} refused before compute, exit 2: {exit2}/{len(_OUTCOMES)} "
+          f"({100 * exit2 / len(_OUTCOMES):.0f}%), exit 3 (busy): {len(_OUTCOMES) - exit2}; slowest error: {slowest[0]} "
+          f"{slowest[1]['seconds']:.2f} s")
+    assert refused == len(EXIT_CASES) and all(o["exit"] in (2, 3) for o in _OUTCOMES.values())
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_busy_run_is_reported_in_its_own_words_and_counts_as_done_when_the_other_process_finishes_it(tiny_dataset, tmp_path):
+    """The batch runner's report of a run another process holds: its own child's ``busy:`` line (never the
+    other process's log lines), and, once the other process has finished the run, done: two pipelines that
+    together finished every run both exit 0."""
+    from partrobust.runs.pipeline import exit_code
+    from partrobust.runs.rundir import read_status, write_status
+    from partrobust.runs.sweep import execute_one, run_sweep
+
+    runs = tmp_path / "runs"
+    config = make_run_config(tiny_values(tiny_dataset))
+    folder = runs / "exp" / run_id(config)
+    claim(folder, config, "exp")
+    (folder / "log.txt").write_text("OTHER PROCESS: clean 3/50 loss 1.234\n")
+    held, release = threading.Event(), threading.Event()
+
+    def other_process():
+        with locked(folder):
+            held.set()
+            release.wait(300)
+            write_status(folder, "done", metrics={"clean_accuracy": 50.0})
+
+    other = threading.Thread(target=other_process)
+    other.start()
+    try:
+        assert held.wait(60)
+        report = execute_one(config, "exp", runs, "process", None, echo=False)
+        assert report.state == "busy" and report.error.startswith("busy: run ") and "OTHER PROCESS" not in report.error, report
+        assert exit_code([report]) == 3
+
+        def finish_when_the_batch_waits():
+            deadline = time.time() + 300
+            while (folder / "log.txt").read_text().count("busy: run") < 2 and time.time() < deadline:
+                time.sleep(0.1)  # the batch's second child found the run busy too: now the batch waits for the lock
+            release.set()
+
+        threading.Thread(target=finish_when_the_batch_waits, daemon=True).start()
+        reports = run_sweep([config], "exp", runs, jobs=1, runner="process")
+    finally:
+        release.set()
+        other.join()
+    assert [(r.state, r.error, r.metrics) for r in reports] == [("done", "", {"clean_accuracy": 50.0})]
+    assert exit_code(reports) == 0 and read_status(folder)["state"] == "done"
+    assert not list(folder.rglob("*.pt")), "the batch trained nothing: the other process did"
+
+
+def test_one_error_path_sorts_errors_and_notebook_failures_alike():
+    """`partrobust.runs.errors`: the same error ends a command with the same status whether it was raised
+    here or inside a notebook (where only its ``ClassName: message`` line comes back)."""
+    from partrobust.core.fileio import CorruptCheckpointError
+    from partrobust.runs.errors import InputRefused, exit_status, is_busy_error, is_input_error
+    from partrobust.runs.rundir import RunBusyError
+    from partrobust.train.loop import ConfigMismatchError
+
+    for err in (ParameterError("train.lr: x"), UnsafeCheckpointError("a.pt: refused"), CorruptCheckpointError("a.pt: damaged"),
+                ConfigMismatchError("a.pt: other config"), PreparedDatasetError("d: bad"), FileNotFoundError("f"),
+                InputRefused("run r: 01 failed")):
+        code, line = exit_status(err)
+        assert code == 2 and line == f"error: {err}"
+        assert is_input_error(f"{type(err).__name__}: {err}")
+    assert exit_status(RunBusyError("run r is being worked on")) == (3, "busy: run r is being worked on")
+    assert is_busy_error("RunBusyError: run r") and not is_input_error("RunBusyError: run r")
+    assert exit_status(FloatingPointError("clean 1/1: non-finite loss")) == (1, "failed: FloatingPointError: clean 1/1: non-finite loss")
+    assert not is_input_error("FloatingPointError: clean 1/1: non-finite loss")
+
+
+def test_a_run_report_quotes_the_run_s_closing_message():
+    from partrobust.runs.sweep import _last_message
+
+    output = "epoch 1\nTraceback (most recent call last):\n  x\nerror: a.pt was written by a different configuration; changed keys:\n" \
+             "  train.lr: 0.1 -> 0.2\nUse a new run folder"
+    assert _last_message(output) == "error: a.pt was written by a different configuration; changed keys:\n  train.lr: 0.1 -> 0.2\nUse a new run folder"
+    assert _last_message("epoch 1\nbusy: run r is being worked on") == "busy: run r is being worked on"
+    assert _last_message("only progress\nlast words") == "last words" and _last_message("") == ""

@@ -310,3 +310,17 @@ def test_two_stage_refuses_bad_inputs(setup):
         TwoStage("mc_random").with_guides(pool_masks, pool_labels[:3])
     with pytest.raises(ValueError, match="cannot score masks"):
         TwoStage("mc_sorted", steps=1).with_guides(pool_masks, pool_labels)(tiny_part_model(concat_input=True), x, y, masks)
+
+
+def test_two_stage_rows_state_that_each_number_is_the_minimum_of_two_attacks(setup):
+    """``include_plain`` (stage 2 also from the clean image) is a deviation from the paper: the rows' note says so."""
+    from partrobust.eval.config import EvalConfig
+    from partrobust.eval.evaluators import evaluate
+
+    model, x, y, masks, _, _ = setup
+    cfg = EvalConfig(pgd_steps=2, pgd_restarts=1, autoattack=False, masking_checks=False, evaluators=["two_stage"],
+                     two_stage_strategies=["untargeted"], batch_size=8)
+    rows, _ = evaluate(model, x, masks, y, cfg, progress=False)
+    notes = [r["note"] for r in rows if r["metric"].startswith("two_stage_untargeted")]
+    assert notes and all("include_plain" in n and "minimum of the two-stage attack and that plain PGD" in n for n in notes), notes
+    assert "include_plain" not in TwoStage("untargeted", include_plain=False).note()

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.config import format_fraction
 from ..data.prepared import UNLABELLED
 from ..models.heads import TwoHeadedHead
 from .base import eval_mode
@@ -264,6 +265,19 @@ class TwoStage:
     def __post_init__(self) -> None:
         _check_strategy(self.strategy)
         self._pgd = PGD(eps=self.eps, step_size=self.step_size, steps=self.steps, restarts=self.restarts)  # validates
+
+    def note(self) -> str:
+        """How this attack ran, for its result rows' note, with the deviation from the paper stated:
+        with ``include_plain`` each sample's result is the worst case of the two-stage attack and a
+        plain PGD on the same targets started from the clean image (the minimum of two attacks)."""
+        budget = f"{self.restarts} guides, {self.steps} steps per stage, step {format_fraction(self.step_size)}"
+        if not self.first_stage:
+            return f"{budget}; stage 2 alone from the clean image (the reference's effective attack)"
+        note = f"{budget}; stage 2 starts from the stage-1 result (decision 7)"
+        if self.include_plain:
+            note += ("; deviation: stage 2 also runs from the clean image on the same targets (include_plain), so each number "
+                     "is the minimum of the two-stage attack and that plain PGD")
+        return note
 
     def with_guides(
         self, guide_masks: torch.Tensor, guide_labels: torch.Tensor, head_scores: torch.Tensor | None = None

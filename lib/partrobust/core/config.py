@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import difflib
 import re
 import types
 from fractions import Fraction as _Fraction
@@ -35,11 +36,12 @@ class ParameterError(ValueError):
 class Section(BaseModel):
     """Base of every configuration: unknown keys are errors, types are checked strictly.
 
-    Build sections from user values with `validate` (errors become one `ParameterError` naming
+    Floats must be finite (``.inf`` and ``.nan`` are refused, naming the key, like any other bad
+    value). Build sections from user values with `validate` (errors become one `ParameterError` naming
     each key); direct construction raises pydantic's `ValidationError` (also a `ValueError`).
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 def parse_fraction(value: float | int | str, key: str = "value") -> float:
@@ -66,6 +68,8 @@ def _parse_fraction_field(value: Any) -> float:
 
 def check_pixel_budget(value: float) -> float:
     """eps and step sizes live in [0, 1] pixel units: (0, 1], with a hint for a forgotten ``/255``."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number (a budget in [0, 1] pixel units, e.g. 8/255)")
     if not value > 0:
         raise ValueError("must be > 0 (a budget in [0, 1] pixel units, e.g. 8/255)")
     if value > 1:
@@ -89,26 +93,60 @@ Fraction = Annotated[float, BeforeValidator(_parse_fraction_field), PlainSeriali
 # --------------------------------------------------------------------------- validation
 
 
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    """The `BaseModel` a field holds: itself, or the item of a list / the non-None member of an Optional."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _section_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _field_names(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The valid keys of the (nested) section at `loc`, for 'unknown key' messages."""
+    """The valid keys of the (nested) section at `loc`, for 'unknown key' messages (list indices skipped)."""
     model: Any = cls
     for part in loc:
+        if isinstance(part, int):
+            continue
         field = getattr(model, "model_fields", {}).get(part)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        model = _section_of(getattr(field, "annotation", None))
+        if model is None:
             return []
-        model = annotation
     return sorted(getattr(model, "model_fields", {}))
+
+
+def did_you_mean(name: str, valid: list[str]) -> str:
+    """``; did you mean 'grid'?`` for a near miss among `valid` (difflib), else ``""``."""
+    close = difflib.get_close_matches(name, valid, n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    """The dotted key of an error location; list items as ``key[i]``, a params file's ``sweep.0`` as ``sweep block 1``."""
+    parts: list[str] = []
+    for part in loc:
+        if not isinstance(part, int):
+            parts.append(str(part))
+        elif parts == ["sweep"]:
+            parts = [f"sweep block {part + 1}"]
+        elif parts:
+            parts[-1] += f"[{part}]"
+    if parts and parts[0].startswith("sweep block") and len(parts) > 1:
+        return f"{parts[0]}: " + ".".join(parts[1:])
+    return ".".join(parts)
 
 
 def format_validation_error(err: ValidationError, cls: type[BaseModel], where: str = "") -> str:
     """One line per problem, each starting with the dotted key."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        key = _dotted(tuple(e["loc"])) or "(top level)"
         if e["type"] == "extra_forbidden":
             valid = _field_names(cls, tuple(e["loc"][:-1]))
-            lines.append(f"{key}: unknown key; valid keys here: {', '.join(valid)}")
+            hint = did_you_mean(str(e["loc"][-1]), valid)
+            lines.append(f"{key}: unknown key; valid keys here: {', '.join(valid)}{hint}")
         elif e["type"] == "missing":
             lines.append(f"{key}: required but missing")
         else:

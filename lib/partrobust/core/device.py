@@ -6,14 +6,20 @@ from typing import Iterator
 
 import torch
 
+from .config import ParameterError
+
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' picks CUDA when available; an explicit 'cuda' without a GPU is an error."""
+    """'auto' picks CUDA when available; an explicit CUDA device without that GPU is a `ParameterError` (key ``device``)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+        raise ParameterError(f"device: {device!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ParameterError(f"device: {device!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ParameterError(f"device: {device!r} requested but MPS is not available here; use 'cpu' or 'auto'")
     return dev
 
 

@@ -10,19 +10,28 @@
 * `load_checkpoint` loads with ``torch.load(weights_only=True)``: tensors and plain containers
   only. A file that needs anything else (a pickle that could run code on load) is refused with
   `UnsafeCheckpointError`, and a damaged one with `CorruptCheckpointError`; both name the file.
+  It is the one loader of torch files in the project (checkpoints, ImageNet and AdaIN weights,
+  AutoAttack state); `check_checkpoint` runs it cheaply (memory-mapped) before any compute.
+* `check_writable` probes an output folder (a file really written and removed) and its free
+  space before a run computes anything; a failed write names the file it was writing.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import pickle
 import secrets
+import shutil
 import socket
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
+
+from .config import ParameterError
 
 _TMP_TAG = ".tmp-"
 
@@ -88,6 +97,10 @@ def _replacing(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a read-only folder, a directory in the way: name the file
+        if err.errno is None or str(path) in str(err):
+            raise
+        raise type(err)(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -130,14 +143,23 @@ def file_lock(path: str | os.PathLike, blocking: bool = True) -> Iterator[None]:
         yield
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> Any:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu", mmap: bool = False,
+                    allow: Sequence[type] = ()) -> Any:
     """Loads a torch file with ``weights_only=True``: tensors and plain containers, never code.
 
+    `allow`: plain data classes this one file may also hold (the authors' released checkpoints keep
+    their ``argparse.Namespace``; `partrobust.models.reference`), allow-listed for this call only.
     Raises `UnsafeCheckpointError` for a file that needs other Python objects (a checkpoint from
-    elsewhere, or a crafted pickle), `CorruptCheckpointError` for a damaged one.
+    elsewhere, or a crafted pickle), `CorruptCheckpointError` for a damaged one, `IsADirectoryError`
+    for a folder. `mmap`: tensors are mapped, not read (a cheap check of a large file).
     """
+    if Path(path).is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{path} is a directory, not a torch file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(allow)):
+            if mmap and zipfile.is_zipfile(path):  # only the zip format can be mapped; older files are read whole
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()
         detail = next((line.split("error:")[-1].split(". ")[0] for line in reason if "global" in line.lower()), "")
@@ -155,3 +177,35 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
             raise
         raise CorruptCheckpointError(f"{path}: cannot read this checkpoint ({type(err).__name__}: {err}); "
                                      "it is damaged or not a torch file: delete it to start again") from None
+
+
+def check_checkpoint(path: str | os.PathLike) -> Any:
+    """`load_checkpoint` memory-mapped: the same refusals (unsafe, damaged, a folder), without reading the tensors."""
+    return load_checkpoint(path, mmap=True)
+
+
+def check_writable(folder: str | os.PathLike, key: str, need_bytes: int = 0) -> None:
+    """Refuses (`ParameterError` naming `key` and the folder) an output folder that cannot be written,
+    or one whose file system has less than `need_bytes` free.
+
+    Probes the folder, or its nearest existing parent if it does not exist yet, by writing and
+    removing a temporary file (``os.access`` does not see read-only mounts or immutable folders).
+    Creates nothing that stays.
+    """
+    target = Path(folder)
+    probe_dir = next((p for p in (target, *target.parents) if p.exists()), Path("."))
+    if not probe_dir.is_dir():
+        raise ParameterError(f"{key}: {probe_dir} is a file, so {target} cannot be created")
+    probe = temporary_sibling(probe_dir / "write-probe")
+    try:
+        probe.write_bytes(b"")
+    except OSError as err:
+        raise ParameterError(f"{key}: {target} is not writable ({err.strerror or err} in {probe_dir}); "
+                              "use a writable --runs-root") from None
+    finally:
+        if probe.exists():
+            probe.unlink()
+    free = shutil.disk_usage(probe_dir).free
+    if free < need_bytes:
+        raise ParameterError(f"{key}: {target} has {free / 2**20:.0f} MiB free, but the run writes about "
+                      f"{need_bytes / 2**20:.0f} MiB (checkpoints); free some space or use another --runs-root")

@@ -36,3 +36,16 @@ def refuse_source_location(path: str | os.PathLike, key: str) -> None:
                 raise ParameterError(f"{key}: {path} is {'' if not inside else 'inside '}{where}; outputs never go "
                                      "there (they could overwrite sources): use a folder under runs/")
             return
+
+
+def check_plain_name(name: object, key: str) -> str:
+    """`name` if it is a plain folder name (an experiment's or a run's): no ``/``, no ``..``, no leading ``.``.
+
+    The one check for every name that becomes a folder under the runs root (the ``--experiment``
+    flag, a params file's ``experiment``, notebook 01's ``experiment`` parameter), so that no name
+    can put a run outside its runs root or nest folders.
+    """
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or "/" in name or "\\" in name \
+            or name.startswith(".") or "\0" in name:
+        raise ParameterError(f"{key} must be a plain folder name (no '/', no '..', not starting with '.'), got {name!r}")
+    return name

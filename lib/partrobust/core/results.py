@@ -40,9 +40,13 @@ RESULT_INDEX: dict[str, str] = {
     "train_steps": "train.steps",
     "eps": "eval.eps",
     "evaluators": "eval.evaluators",
+    "eval_limit": "eval.limit",
     "seed": "seed",
+    "weights_sha256": "model.weights_sha256",
 }
-"""Results column -> config key: the fields the paper's tables are indexed by (empty where inapplicable)."""
+"""Results column -> config key: the fields the paper's tables are indexed by (empty where inapplicable).
+``weights_sha256`` is set only for runs of imported weights (e.g. the authors' released ones): their
+provenance, which keeps them apart from the runs trained here (`partrobust.report.paper.source_of`)."""
 
 RESULTS_FILE = "results.csv"
 EPS_COLUMNS = ("eps", "train_eps")
@@ -53,6 +57,8 @@ RUN_COLUMNS = ["experiment", "run_id", "dataset", "training", *RESULT_INDEX]
 METRIC_COLUMNS = ["metric", "value", "n", "note"]
 RESULT_COLUMNS = [*RUN_COLUMNS, *METRIC_COLUMNS, "config_hash"]
 _NOT_SETTING = ("experiment", "run_id", "seed")
+UNKNOWN_LIMIT = "unknown"
+"""``eval_limit`` of results files written before the column existed (test-set size not recorded)."""
 
 
 def setting_columns(results: pd.DataFrame) -> list[str]:
@@ -158,10 +164,17 @@ def evaluators_label(evaluators: Sequence[str]) -> str:
 def _read_stored(path: str | Path) -> pd.DataFrame:
     """One results CSV as stored; a file without the result columns is refused by name.
 
-    Files written before the ``evaluators`` column existed get ``none`` (no run had any then)."""
+    Files written before the ``evaluators`` column existed get ``none`` (no run had any then); files
+    written before ``eval_limit`` (the first N test images, empty for the whole split) existed get
+    ``unknown`` (the report then cannot call their numbers comparable with the paper's); those before
+    ``weights_sha256`` an empty one."""
     frame = pd.read_csv(path)
+    if "weights_sha256" not in frame.columns:  # files written before imported weights existed: all trained here
+        frame.insert(frame.columns.get_loc("seed") + 1 if "seed" in frame.columns else len(frame.columns), "weights_sha256", float("nan"))
     if "evaluators" not in frame.columns:
         frame.insert(frame.columns.get_loc("eps") + 1 if "eps" in frame.columns else len(frame.columns), "evaluators", "none")
+    if "eval_limit" not in frame.columns:
+        frame.insert(frame.columns.get_loc("evaluators") + 1, "eval_limit", UNKNOWN_LIMIT)
     missing = set(RESULT_COLUMNS) - set(frame.columns)
     if missing:
         raise ValueError(f"{path} is not a results file: missing columns {sorted(missing)}")

@@ -156,11 +156,18 @@ def _check_metadata(meta: DatasetMetadata, where: str) -> None:
             )
 
 
+def folder_problem(root: str | os.PathLike) -> str:
+    """Why `root` is not a dataset folder: a file where the folder should be, or nothing there."""
+    if Path(root).exists():
+        return f"data.root: {str(root)!r} is a file, not a dataset folder (give the folder notebook 00 prepared)"
+    return f"dataset folder {str(root)!r} does not exist"
+
+
 def load_metadata(root: str | os.PathLike) -> DatasetMetadata:
     """Read and check ``<root>/metadata.json``."""
     path = Path(root) / METADATA_FILE
     if not Path(root).is_dir():
-        raise PreparedDatasetError(f"dataset folder {str(root)!r} does not exist")
+        raise PreparedDatasetError(folder_problem(root))
     if not path.is_file():
         raise PreparedDatasetError(
             f"{path}: metadata file not found (an incomplete or unprepared dataset folder)"
@@ -320,7 +327,7 @@ def validate_prepared(
     """
     root = Path(root)
     if not root.is_dir():
-        raise PreparedDatasetError(f"dataset folder {str(root)!r} does not exist")
+        raise PreparedDatasetError(folder_problem(root))
     meta = load_metadata(root)
     for split in splits:
         path = split_path(root, split)

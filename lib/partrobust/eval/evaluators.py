@@ -15,7 +15,10 @@ Attack-side evaluators (paper Appendix E.4):
 * ``seg_pgd``: PGD on ``(1 - c) CE + c L_seg`` for each c of ``eval.c_seg_attack`` (Table 12).
 * ``two_stage``: the two-stage attacks of ``eval.two_stage_strategies`` (Table 13), the guide
   masks drawn from the evaluated test images, as the reference drew them from the test loader.
-* ``rays``: the hard-label RayS attack with ``eval.rays_queries`` queries per image (E.4).
+  Stage 2 also runs from the clean image (``include_plain``), so each number is the minimum of two
+  attacks; the rows' note says so (`TwoStage.note`).
+* ``rays``: the hard-label RayS attack with ``eval.rays_queries`` queries per image (E.4), at the
+  reference's binary-search tolerance (`partrobust.attacks.rays.reference_tolerance`).
 
 Parametrised metrics carry their parameter after an ``@``: ``autoattack_accuracy@eps=16/255``,
 ``pgd_accuracy@c_seg_attack=0.5``; reading results turns them into evaluations of their own
@@ -30,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from ..attacks import RayS, SegPGD, TwoStage, check_images
+from ..attacks.rays import reference_tolerance
 from ..attacks.two_stage import score_guide_masks
 from ..core.config import format_fraction
 from ..core.device import float32_precision
@@ -115,8 +119,7 @@ def evaluate_two_stage(ctx: EvalContext) -> None:
         # seed None: the random draws come from the generator `sample_outcomes` seeds per batch
         attack = TwoStage(strategy=strategy, eps=cfg.eps, step_size=cfg.pgd_step_size, steps=cfg.pgd_steps,
                           restarts=cfg.pgd_restarts, seed=None).with_guides(ctx.masks.to(device), ctx.y.to(device), scores)
-        ctx.record(f"two_stage_{strategy}", ctx.attack_outcomes(attack, f"two-stage {strategy}"),
-                   f"{cfg.pgd_restarts} guides, {cfg.pgd_steps} steps per stage, step {format_fraction(cfg.pgd_step_size)}")
+        ctx.record(f"two_stage_{strategy}", ctx.attack_outcomes(attack, f"two-stage {strategy}"), attack.note())
 
 
 @EVALUATORS.register("rays")
@@ -124,7 +127,9 @@ def evaluate_rays(ctx: EvalContext) -> None:
     """RayS, the hard-label black-box attack (Appendix E.4), ``eval.rays_queries`` queries per image."""
     cfg = ctx.cfg
     attack = RayS(eps=cfg.eps, query_limit=cfg.rays_queries, seed=ctx.seed)
-    ctx.record("rays", ctx.attack_outcomes(attack, "RayS"), f"{cfg.rays_queries} queries per image")
+    tolerance = format(reference_tolerance(ctx.x.shape[1:]), ".2g")
+    ctx.record("rays", ctx.attack_outcomes(attack, "RayS"),
+               f"{cfg.rays_queries} queries per image; binary-search tolerance {tolerance} pixel units (the reference's 1e-3 / sqrt(C*H*W))")
 
 
 def evaluator_sequence(cfg: EvalConfig) -> list[str]:

@@ -10,7 +10,14 @@ images:
   (at most `HIGH_EPS_MAX_ACCURACY` %): an attack that may change the image that much and still
   fails is not following a useful gradient.
 * ``more_steps``: the evaluation PGD (all its steps and restarts) must not leave more images
-  correct than a PGD with a tenth of the steps and one restart, started elsewhere.
+  correct than a coarse PGD with a tenth of the steps and one restart, whose step
+  (`COARSE_STEP_FACTOR` x eps / steps, Madry et al.'s rule) lets it cross the whole eps-ball. Many
+  small steps losing to a few large ones means the gradient is only locally informative (shattered
+  gradients, e.g. a model that quantises its input through a differentiable staircase): the small
+  steps get stuck. (Before, the coarse run took the evaluation's own step, 10 x 0.001 < 8/255, from
+  the same random start as the evaluation's first restart: the prefix of that restart, it could
+  never break more images, so the check could never fail.) A model whose gradient is zero
+  everywhere (hard rounding) moves neither run; ``high_eps`` and ``black_box`` catch that one.
 * ``black_box``: no black-box attack may break images that the white-box attacks left correct:
   Square inside AutoAttack (it runs last, on the images APGD and FAB left correct) and RayS
   (``eval.evaluators: [rays]``) against PGD and AutoAttack.
@@ -29,7 +36,9 @@ from typing import Any
 
 import torch
 
+from ..attacks import PGD
 from ..core.config import format_fraction
+from .config import EvalConfig
 from .context import EvalContext, setting_name
 
 HIGH_EPS_FACTOR = 4
@@ -38,6 +47,8 @@ HIGH_EPS_MAX_ACCURACY = 5.0
 MARGIN = 1.0
 """Percentage points of slack in the comparisons (at least one image)."""
 FEWER_STEPS_DIVISOR = 10
+COARSE_STEP_FACTOR = 2.5
+"""The ``more_steps`` run's step is this x eps / its steps: its steps add up to 2.5 eps, more than the ball's width."""
 
 
 class GradientMaskingWarning(UserWarning):
@@ -69,17 +80,25 @@ def check_high_eps(ctx: EvalContext, limit: int) -> dict[str, Any]:
     return _row("high_eps", acc, len(outcome["correct"]), passed, detail)
 
 
-def check_more_steps(ctx: EvalContext, limit: int) -> dict[str, Any]:
-    """The evaluation PGD against one restart of a tenth of its steps, on the same images."""
-    cfg = ctx.cfg
+def coarse_pgd(cfg: EvalConfig) -> PGD:
+    """The ``more_steps`` check's attack: a tenth of the evaluation's steps, one restart, each step
+    `COARSE_STEP_FACTOR` x eps / steps (so it can reach any point of the eps-ball)."""
     steps = max(1, cfg.pgd_steps // FEWER_STEPS_DIVISOR)
-    weak = ctx.attack_outcomes(cfg.pgd_attack(steps=steps, restarts=1), "masking check: fewer steps", limit)
+    return PGD(eps=cfg.eps, step_size=COARSE_STEP_FACTOR * cfg.eps / steps, steps=steps, restarts=1)
+
+
+def check_more_steps(ctx: EvalContext, limit: int) -> dict[str, Any]:
+    """The evaluation PGD against `coarse_pgd` on the same images: many small steps must not lose to a few large ones."""
+    cfg = ctx.cfg
+    coarse = coarse_pgd(cfg)
+    weak = ctx.attack_outcomes(coarse, "masking check: fewer, larger steps", limit)
     strong = ctx.outcomes["pgd"]["correct"][:limit]
     n = len(strong)
     rise = _accuracy(strong) - _accuracy(weak["correct"])
     passed = rise <= _margin(n)
-    detail = (f"PGD with {cfg.pgd_steps} steps x {cfg.pgd_restarts} restart(s) leaves {_accuracy(strong):.1f} % correct, "
-              f"{steps} step(s) x 1 restart {_accuracy(weak['correct']):.1f} %")
+    detail = (f"PGD with {cfg.pgd_steps} steps of {format_fraction(cfg.pgd_step_size)} x {cfg.pgd_restarts} restart(s) leaves "
+              f"{_accuracy(strong):.1f} % correct, {coarse.steps} step(s) of {format_fraction(coarse.step_size)} x 1 restart "
+              f"{_accuracy(weak['correct']):.1f} %")
     return _row("more_steps", rise, n, passed, detail)
 
 

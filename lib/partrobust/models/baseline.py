@@ -1,7 +1,7 @@
 """Baseline classifier ("resnet"): normaliser -> timm network with a fresh C-way head.
 
 Also holds `load_backbone_weights`, the strict local-file loader shared with the part models
-(decisions.md row 13: one configurable pretrained source per network, never downloaded).
+(decision 13 in lib/README.md: one configurable pretrained source per network, never downloaded).
 """
 from __future__ import annotations
 

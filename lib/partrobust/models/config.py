@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from ..core.checksum import sha256_of
 from ..core.config import Section
 from ..core.registry import Registry
 
@@ -30,6 +31,7 @@ def uses_segmenter(name: str) -> bool:
 
 
 BBOX_SCORES = ("logits", "probability")
+TRAININGS = ("normal", "pgd", "trades")
 OUTPUT_STRIDES = (8, 16)
 
 
@@ -41,14 +43,17 @@ class ModelSpec(Section):
     encoder: str = Field("resnet50", description="smp encoder of the DeepLabv3+ segmenter (e.g. resnet50, tu-resnet10t)")
     output_stride: Literal[8, 16] = Field(16, description="encoder output stride of DeepLabv3+")
     pool_size: int = Field(4, ge=1, description="Downsampled head: pooled mask side P (Table 17 sweeps 1-128)")
-    drop_background: bool = Field(False, description="Downsampled head drops the background mask channel (Table 16; decisions.md row 2)")
+    drop_background: bool = Field(False, description="Downsampled head drops the background mask channel (Table 16; decision 2 in lib/README.md)")
     concat_input: bool = Field(False, description="Downsampled head also sees the image resized to the mask size (Table 19)")
     bbox_score: Literal["logits", "probability"] = Field(
         "logits", description="Bounding-Box part score: reference's foreground-weighted mean of part logits, or of probabilities (paper's s_i)")
     pretrained_baseline: str | None = Field(None, description="local state-dict file for the baseline's timm backbone (never downloaded)")
     pretrained_encoder: str | None = Field(None, description="local state-dict file for the segmenter's encoder (never downloaded)")
     from_scratch: bool = Field(False, description="train a resnet50 without ImageNet weights on purpose (the paper always starts from them)")
-
+    weights: str | None = Field(None, description="imported weights (`python -m partrobust.weights import-reference`, e.g. the authors' released ones): the run trains nothing and evaluates them")
+    weights_sha256: str | None = Field(None, description="SHA-256 of model.weights, part of the run id (filled in from the file when empty; a file with another hash is refused)")
+    weights_training: Literal["normal", "pgd", "trades"] | None = Field(
+        None, description="how the imported weights were trained (the run's `training` label; checked against the file)")
 
     @field_validator("name")
     @classmethod
@@ -56,6 +61,28 @@ class ModelSpec(Section):
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS.names())}")
         return name
+
+    @model_validator(mode="after")
+    def _imported_weights(self) -> "ModelSpec":
+        if self.weights is None:
+            extra = [k for k in ("weights_sha256", "weights_training") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"model.{extra[0]} is set but model.weights is not")
+            return self
+        if self.weights_training is None:
+            raise ValueError("model.weights_training: say how the imported weights were trained (normal, pgd or trades); "
+                             "the run config written by `python -m partrobust.weights import-reference` has it")
+        try:
+            digest = sha256_of(self.weights)
+        except FileNotFoundError:
+            raise ValueError(f"model.weights: {self.weights} does not exist; write it with `python -m partrobust.weights "
+                             "import-reference FILE --model M --dataset D`") from None
+        if self.weights_sha256 is None:
+            self.weights_sha256 = digest
+        elif self.weights_sha256 != digest:
+            raise ValueError(f"model.weights_sha256: {self.weights} has SHA-256 {digest[:16]}..., not {self.weights_sha256[:16]}...: "
+                             "the file changed since this config was written; results of two files never mix")
+        return self
 
     @property
     def pretrained_path(self) -> str | None:

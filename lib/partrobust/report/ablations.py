@@ -28,9 +28,9 @@ from ..attacks.two_stage import STRATEGIES
 from ..core.config import ParameterError
 from ..core.results import trained_run_ids
 from .figures import draw
-from .paper import settings, side_by_side
+from .paper import at_chance, chance_level, settings, side_by_side
 from .paper_tables import is_comparable
-from .style import MODEL_COLORS, metric_label, model_label, save_figure
+from .style import MODEL_COLORS, label, metric_label, model_label, save_figure
 
 TRAINING_METRICS = ("clean_accuracy", "autoattack_accuracy", "pgd_accuracy")
 
@@ -116,35 +116,41 @@ def long_values(results: pd.DataFrame, ablation: Ablation) -> pd.DataFrame:
 
 def plot_ablation(results: pd.DataFrame, ablation: Ablation) -> plt.Figure | None:
     """The section's figure (None: no runs): its paper figure (`Ablation.figure`), or accuracy against the
-    ablation's x, one panel per metric, one colour per `Ablation.hue`."""
+    ablation's x, one panel per metric, one colour per `Ablation.hue`. Every column and value is shown by its
+    display name (`partrobust.report.style.label`)."""
     if ablation.figure is not None:
         return draw(ablation.figure, results)
     data = long_values(results, ablation)
     if data.empty or ablation.x not in data:
         return None
-    data = data.assign(model=data["model"].map(model_label))
-    hue = ablation.hue if ablation.hue in data else None
+    x, hue = ablation.x, (ablation.hue if ablation.hue in data else None)
     palette = {model_label(k): v for k, v in MODEL_COLORS.items()} if hue == "model" else None
-    numeric = pd.api.types.is_numeric_dtype(data[ablation.x]) and data[ablation.x].nunique() > 1
-    if ablation.x == "model":  # one evaluation of each model under several attacks: attacks side by side
-        grid = sns.catplot(data=data, x="metric", y="accuracy", hue="model", kind="bar", palette=palette, height=3.2, aspect=2.2)
+    numeric = pd.api.types.is_numeric_dtype(data[x]) and data[x].nunique() > 1
+    shown = {column: label(column) for column in dict.fromkeys(c for c in ("model", x, hue) if c is not None)}
+    data = data.assign(**{c: data[c].map(label) for c in shown if c != x or not numeric}).rename(columns=shown)
+    x_shown, hue_shown = shown[x], shown.get(hue) if hue is not None else None
+    known = [model_label(m) for m in MODEL_COLORS]
+    order = None if hue != "model" else sorted(set(data[hue_shown]), key=lambda m: (known.index(m) if m in known else len(known), m))
+    if x == "model":  # one evaluation of each model under several attacks: attacks side by side
+        grid = sns.catplot(data=data, x="metric", y="accuracy", hue=x_shown, hue_order=order, kind="bar", palette=palette,
+                           height=3.2, aspect=2.2)
         grid.set_axis_labels("attack", "accuracy (%)")
         grid.tick_params(axis="x", rotation=20)
         grid.figure.suptitle(f"{ablation.title} ({ablation.paper})", y=1.04)
         return grid.figure
     if numeric:
-        grid = sns.relplot(data=data, x=ablation.x, y="accuracy", hue=hue, col="metric", kind="line", marker="o",
-                           palette=palette, height=3.0, aspect=1.1, facet_kws={"sharey": False})
-        if ablation.x in ("pool_size",):
-            grid.set(xscale="log", xticks=sorted(data[ablation.x].unique()), xticklabels=[f"{int(v)}" for v in sorted(data[ablation.x].unique())])
+        grid = sns.relplot(data=data, x=x_shown, y="accuracy", hue=hue_shown, hue_order=order, col="metric", kind="line",
+                           marker="o", palette=palette, height=3.0, aspect=1.1, facet_kws={"sharey": False})
+        if x in ("pool_size",):
+            ticks = sorted(data[x_shown].unique())
+            grid.set(xscale="log", xticks=ticks, xticklabels=[f"{int(v)}" for v in ticks])
     else:
-        data[ablation.x] = data[ablation.x].astype(str).str.replace("_", " ")
-        grid = sns.catplot(data=data, x=ablation.x, y="accuracy", hue=hue, col="metric", kind="point", palette=palette,
-                           height=3.0, aspect=1.1, sharey=False, linestyle="none",
-                           dodge=0.3 if hue is not None and data[hue].nunique() > 1 else False)
+        grid = sns.catplot(data=data, x=x_shown, y="accuracy", hue=hue_shown, hue_order=order, col="metric", kind="point",
+                           palette=palette, height=3.0, aspect=1.1, sharey=False, linestyle="none",
+                           dodge=0.3 if hue_shown is not None and data[hue_shown].nunique() > 1 else False)
         grid.tick_params(axis="x", rotation=20)
     grid.set_titles("{col_name}")
-    grid.set_axis_labels(ablation.x.replace("_255", " (x/255)"), "accuracy (%)")
+    grid.set_axis_labels(x_shown, "accuracy (%)")
     grid.figure.suptitle(f"{ablation.title} ({ablation.paper})", y=1.04)
     return grid.figure
 
@@ -235,12 +241,16 @@ def verdict_label_kinds(results: pd.DataFrame) -> str:
     table = _at_smallest(results)
     adv = _adv_metric(table)
     base = _cell(table, adv, model="resnet")
+    base_clean = _cell(table, "clean_accuracy", model="resnet")
+    chance = not np.isnan(base_clean) and at_chance(base_clean, str(table["dataset"].iloc[0]))
     kinds = [k for k in ("segmentation", "bounding_boxes", "centroids") if (table.get("label_type") == k).any()]
     cells = {k: _best(table, adv, label_type=k) for k in kinds}
-    ok = None if np.isnan(base) or not cells else all(v[1] > base for v in cells.values())
+    ok = None if np.isnan(base) or not cells or chance else all(v[1] > base for v in cells.values())
     listing = ", ".join(f"{k} {v[0]:.1f} / {v[1]:.1f}" for k, v in cells.items())
-    return (f"Clean / adversarial by label kind: {listing}; ResNet adversarial {base:.1f}. The paper's conclusion (every kind "
-            f"of part label beats the ResNet) {_holds(ok)}.")
+    flag = (f" The ResNet's clean accuracy {base_clean:.1f} % is at chance level ({chance_level(str(table['dataset'].iloc[0])):.0f} %): "
+            "no evidence either way." if chance else "")
+    return (f"Clean / adversarial by label kind: {listing}; ResNet adversarial {base:.1f}.{flag} The paper's conclusion (every kind "
+            f"of part label beats the ResNet) {'not decided (baseline at chance level)' if chance else _holds(ok)}.")
 
 
 def _difference(table: pd.DataFrame, metric: str, key: str, a, b) -> float:

@@ -9,6 +9,13 @@ numbers (`partrobust.report.paper_tables`) with our results averaged over seeds
 the number of seeds and the run ids behind our cell. A printed number without a matching run is a
 ``missing`` row that names the command to run, never an error and never a made-up number.
 
+A cell is filled only like with like: runs in the paper's setup (part labels on, 4x4 pooling, ...,
+except what the table varies; ablation runs never enter a table that does not vary their keys),
+measured as the paper measured (`partrobust.report.protocol`: the standard AutoAttack with its full
+budget, the paper's PGD, the whole test split) at the printed eps. Matching runs measured otherwise
+are shown beside the cell (``not_comparable``: why, and their number), never in it. A seed is a
+trained model: re-evaluations of one trained model are one sample (`settings`).
+
 Results on the built-in data never match a paper cell (the dataset is part of every key); they
 are shown in the same layout by `builtin_table`, labelled as built-in data.
 """
@@ -24,19 +31,23 @@ import pandas as pd
 
 from ..core.results import eps_text, setting_columns
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
+from ..data.synthetic import SyntheticConfig
 from .matching import SWEEP_SETUP, _in_sweep_setup, _key
 from .paper_tables import load_paper_table
+from .protocol import LIMIT_COLUMN, with_protocol
 from .stats import over_seeds
 from .sweep_analysis import select_best
 
 PAPER_EPS = 8 / 255
 """The paper's evaluation budget; the selection rule compares adversarial accuracy at this eps."""
 
-EVAL_COLUMNS = ("eps", "evaluators", "c_seg_attack")
+EVAL_COLUMNS = ("eps", "evaluators", "c_seg_attack", LIMIT_COLUMN)
 """Setting columns that belong to the evaluation, not to the trained model (one model, several eps)."""
 
 NOTEBOOK_03 = "notebook 03_ablations (python -m partrobust.pipeline params/part_imagenet_ablations.yaml)"
 NOTEBOOK_04 = "notebook 04_nonadversarial_robustness (python -m partrobust.pipeline params/part_imagenet_robustness.yaml)"
+MAKE_TARGETS = {"builtin_study": "make study", "ablations_smoke": "make ablations", "robustness_smoke": "make robustness"}
+"""Built-in-data experiment -> the command that produces its runs (the Makefile's targets)."""
 
 
 def _pipeline(params: str) -> str:
@@ -108,6 +119,20 @@ TABLES: dict[int, TableSpec] = {spec.number: spec for spec in [
 BASE_KEYS = ("dataset", "training", "model", "metric")
 
 
+def row_command(spec: TableSpec, dataset: str) -> str:
+    """The command that produces a printed row's runs on its own `dataset` (its params file, not all three)."""
+    if spec.produced_by == MAIN_RUNS:
+        return _pipeline(f"params/{dataset}.yaml")
+    if spec.produced_by == NOTEBOOK_03:
+        return f"notebook 03_ablations ({_pipeline(f'params/{dataset}_ablations.yaml')})"
+    return spec.produced_by
+
+
+def missing_commands(side: pd.DataFrame) -> str:
+    """The distinct commands of a side-by-side's missing rows, in order ('' when none is missing)."""
+    return "; ".join(dict.fromkeys(side.loc[side["status"] == "missing", "produced_by"]))
+
+
 # --------------------------------------------------------------------------- our side: settings
 
 
@@ -140,15 +165,28 @@ def _derived(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def source_of(dataset: Any, experiment: Any) -> str:
+RELEASED = "released:"
+
+
+def source_of(dataset: Any, experiment: Any, weights: Any = None) -> str:
     """What results are pooled over: a real dataset's runs are pooled across experiments; built-in
-    data experiments are separate recipes (smoke, study) and stay apart: ``builtin:<experiment>``."""
+    data experiments are separate recipes (smoke, study) and stay apart: ``builtin:<experiment>``;
+    runs of imported weights (a ``weights_sha256``: the authors' released ones) are never pooled
+    with ours: ``released:<dataset>``."""
+    if isinstance(weights, str) and weights.strip():
+        return f"{RELEASED}{dataset}"
     return f"builtin:{experiment}" if is_builtin(dataset) else str(dataset)
 
 
 def with_source(results: pd.DataFrame) -> pd.DataFrame:
-    """`results` with a ``source`` column (`source_of` of each row's dataset and experiment)."""
-    return results.assign(source=[source_of(d, e) for d, e in zip(results["dataset"], results["experiment"])])
+    """`results` with a ``source`` column (`source_of` of each row's dataset, experiment and weights)."""
+    weights = results["weights_sha256"] if "weights_sha256" in results else pd.Series(None, index=results.index, dtype=object)
+    return results.assign(source=[source_of(d, e, w) for d, e, w in zip(results["dataset"], results["experiment"], weights)])
+
+
+def trained_here(ours: pd.DataFrame) -> pd.DataFrame:
+    """`settings` rows of runs trained here (not of imported weights)."""
+    return ours[~ours["source"].astype(str).str.startswith(RELEASED)] if not ours.empty else ours
 
 
 def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -157,18 +195,50 @@ def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     Columns: the setting columns (`partrobust.core.results.setting_columns`) plus the paper's derived
     ones, ``source``, ``setting`` (a key of the trained model: the setting without its evaluation
     columns), ``metric``, ``value`` (mean over seeds), ``ci95`` (Student-t half-width, NaN for one
-    seed), ``seeds``, ``n`` (fewest test images; NaN when unknown) and ``run_ids``.
+    seed), ``seeds`` (distinct seeds: runs of one seed, e.g. re-evaluations of one trained model,
+    are one sample), ``n`` (fewest test images; NaN when unknown), ``run_ids``, ``attack`` (how the
+    number was measured) and ``protocol_gap`` (why it is not measured as the paper measured it, ''
+    when it is; `partrobust.report.protocol`). Runs that differ only in their extra evaluators
+    (``evaluators``) repeat the same clean/PGD/AutoAttack numbers of one trained model: pooled.
     """
     if results.empty:
-        return pd.DataFrame(columns=["source", "setting", "metric", "value", "ci95", "seeds", "n", "run_ids"])
-    frame = with_source(results)
-    columns = ["source", *setting_columns(frame)]
-    means = over_seeds(frame, [*columns, "metric"], confidence, one_run_per_seed=False, sort=True)
-    means = means.rename(columns={"mean": "value", "half_width": "ci95"})[[*columns, "metric", "value", "ci95", "seeds", "n", "run_ids"]]
+        return pd.DataFrame(columns=["source", "setting", "metric", "value", "ci95", "seeds", "n", "run_ids", "attack", "protocol_gap"])
+    frame = with_protocol(with_source(results))
+    columns = ["source", *[c for c in setting_columns(frame) if c != "evaluators"]]
+    extra = ["attack", "protocol_gap"]
+    means = over_seeds(frame, [*columns, "metric", *extra], confidence, one_run_per_seed=False, sort=True)
+    means = means.rename(columns={"mean": "value", "half_width": "ci95"})[[*columns, "metric", "value", "ci95", "seeds", "n", "run_ids", *extra]]
     out = _derived(means)
     model_columns = [c for c in columns if c not in EVAL_COLUMNS]
     out["setting"] = ["|".join(map(str, values)) for values in out[model_columns].itertuples(index=False)]
     return out
+
+
+CLASSES = {"part_imagenet": 11, "cityscapes": 3, "pascal_part": 5}
+"""Classes per paper dataset (chance level 100/C %); built-in data: `SyntheticConfig`'s default."""
+CHANCE_FACTOR = 1.5
+"""A baseline whose clean accuracy is below this multiple of chance level is no evidence that another model wins."""
+
+
+def chance_level(source: str) -> float:
+    """Chance accuracy (%) of a source or dataset: 100 / classes (NaN when the class count is unknown)."""
+    classes = SyntheticConfig().num_classes if source.startswith("builtin:") or is_builtin(source) else CLASSES.get(source)
+    return math.nan if classes is None else 100.0 / classes
+
+
+def at_chance(clean: float, source: str) -> bool:
+    """True when a clean accuracy is below `CHANCE_FACTOR` x chance level: such a baseline is no evidence."""
+    chance = chance_level(source)
+    return not math.isnan(chance) and clean < CHANCE_FACTOR * chance
+
+
+def trained_models(results: pd.DataFrame) -> int:
+    """How many distinct trained models `results` hold: runs equal in every setting column but the evaluation
+    ones (`EVAL_COLUMNS`), and in their seed, evaluate one trained model."""
+    if results.empty:
+        return 0
+    columns = [c for c in setting_columns(results) if c not in EVAL_COLUMNS and c in results.columns]
+    return int(results[[*columns, "seed"]].astype(str).drop_duplicates().shape[0])
 
 
 def at_paper_eps(frame: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +248,15 @@ def at_paper_eps(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def in_main_setup(frame: pd.DataFrame, varies: Sequence[str] = ()) -> pd.Series:
-    """Rows in the paper's main setup (`SWEEP_SETUP`) except for the columns the table `varies`."""
-    return _in_sweep_setup(frame, {k: v for k, v in SWEEP_SETUP.items() if k not in varies})
+    """Rows in the paper's main setup (`SWEEP_SETUP`) except for the columns the table `varies`.
+
+    Part models trained with ``c_seg`` = 0 (no part labels: Table 5's ablation, which shares the main
+    experiment's name) are out unless the table varies ``c_seg``."""
+    keep = _in_sweep_setup(frame, {k: v for k, v in SWEEP_SETUP.items() if k not in varies})
+    if "c_seg" not in varies and "c_seg" in frame.columns:
+        c_seg = pd.to_numeric(frame["c_seg"], errors="coerce")
+        keep &= ~(c_seg.eq(0) & frame["model"].astype(str).ne("resnet"))
+    return keep
 
 
 def selected_settings(frame: pd.DataFrame, rule: str = "paper", group_by: Sequence[str] = ()) -> set[str]:
@@ -204,7 +281,7 @@ def selected_settings(frame: pd.DataFrame, rule: str = "paper", group_by: Sequen
             adv = "_none"
         tagged = wide.assign(dataset=wide["source"], run_id=wide["setting"],
                              model=["|".join(map(str, v)) for v in wide[["model", *group_by]].itertuples(index=False)])
-        return set(select_best(tagged, adv_metric=adv)["run_id"])
+        return set(select_best(tagged, adv_metric=adv, baseline=wide["model"].eq("resnet"))["run_id"])
     score_columns = {"A": ["shape_vs_texture_accuracy"], "B": ["spurious_correlation_accuracy", "common_corruption_accuracy"]}[rule]
     if not set(score_columns) <= set(wide.columns):
         return set()
@@ -229,7 +306,11 @@ def _row_rule(row: pd.Series, spec: TableSpec) -> str | None:
 
 
 SIDE_BY_SIDE_COLUMNS = ["table", "dataset", "training", "model", "row", "metric", "eps", "paper", "paper_ci95", "ours",
-                        "ours_ci95", "difference", "n", "seeds", "run_ids", "status", "produced_by"]
+                        "ours_ci95", "difference", "n", "seeds", "run_ids", "attack", "comparable", "selection", "not_comparable",
+                        "status", "produced_by"]
+"""``attack``: how our number was measured; ``comparable``: ``yes`` or ``not comparable: <why>`` (built-in
+layouts); ``selection``: for a selected row, that it was chosen on test numbers and from how many
+settings; ``not_comparable``: matching runs measured otherwise than the paper (why, and their number)."""
 
 
 def _row_label(row: pd.Series, spec: TableSpec) -> str:
@@ -256,35 +337,67 @@ def side_by_side(results: pd.DataFrame, number: int, directory: str | Path | Non
     ``ours`` or ``missing``; several matching settings are averaged and all their run ids listed.
     `ours`: `settings(results)` when already computed.
     """
-    return join_table(load_paper_table(number, directory), settings(results) if ours is None else ours, TABLES[number])
+    return join_table(load_paper_table(number, directory), trained_here(settings(results) if ours is None else ours), TABLES[number])
 
 
-def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
-    """The join of `side_by_side`, for given printed rows (`load_paper_table`) and settings (`settings`)."""
+def _match(pool: pd.DataFrame, row: pd.Series, spec: TableSpec, rule: str | None,
+           chosen: dict[str, set[str]]) -> tuple[pd.DataFrame, int]:
+    """Settings of `pool` that fill printed `row` (after the row's selection rule) and the number of
+    settings the rule chose from (0 for rows that name their setting)."""
+    keys = [*BASE_KEYS, *spec.keys]
+    if rule is not None:  # a selected row matches only the keys it prints
+        keys = [k for k in keys if k in BASE_KEYS or _key(row.get(k)) != ""]
+    match = pd.Series(True, index=pool.index)
+    for key in keys:
+        if key == "hparam_set":
+            continue
+        ours_values = pool[key].map(_key) if key in pool else pd.Series("", index=pool.index)
+        match &= ours_values == _key(row.get(key))
+    if _key(row.get("eps")) != "" and not pool.empty:  # clean and benchmark numbers print no eps
+        eps = pool["eps"].map(_key) if "eps" in pool else pd.Series("", index=pool.index)
+        match &= eps == _key(row.get("eps"))
+    cells = pool[match]
+    if rule is None or cells.empty:
+        return cells, 0
+    if rule not in chosen:
+        chosen[rule] = selected_settings(pool, rule, spec.group_by)
+    return cells[cells["setting"].isin(chosen[rule])], cells["setting"].nunique()
+
+
+def _count(n: Any) -> str:
+    return "?" if pd.isna(n) else str(int(n))
+
+
+def _not_comparable_text(cells: pd.DataFrame) -> str:
+    """'not comparable: <why>: <value> (<attack>, n <images>, <k> seeds)' per reason, joined by ' | '."""
+    texts = []
+    for gap, group in cells.groupby("protocol_gap", sort=True):
+        texts.append(f"not comparable: {gap}: {group['value'].mean():.1f} ({group['attack'].iloc[0]}, "
+                     f"n {_count(group['n'].min())}, {int(group['seeds'].min())} seeds)")
+    return " | ".join(texts)
+
+
+def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec, comparable_only: bool = True) -> pd.DataFrame:
+    """The join of `side_by_side`, for given printed rows (`load_paper_table`) and settings (`settings`).
+
+    `comparable_only`: only settings measured as the paper measured fill a cell, the others are
+    described in ``not_comparable``; False (built-in layouts, never compared): every setting fills
+    cells and ``comparable`` says whether it is measured as the paper measured."""
     pool = ours[in_main_setup(ours, spec.varies)] if not ours.empty else ours
+    if "protocol_gap" not in pool:
+        pool = pool.assign(protocol_gap="", attack="")
+    fair = pool[pool["protocol_gap"] == ""] if comparable_only else pool
+    unfair = pool[pool["protocol_gap"] != ""] if comparable_only else pool.iloc[0:0]
     chosen: dict[str, set[str]] = {}
+    chosen_unfair: dict[str, set[str]] = {}
     rows = []
     for _, row in paper.iterrows():
         rule = _row_rule(row, spec)
-        keys = [*BASE_KEYS, *spec.keys]
-        if rule is not None:  # a selected row matches only the keys it prints
-            keys = [k for k in keys if k in BASE_KEYS or _key(row.get(k)) != ""]
-        match = pd.Series(True, index=pool.index)
-        for key in keys:
-            if key == "hparam_set":
-                continue
-            ours_values = pool[key].map(_key) if key in pool else pd.Series("", index=pool.index)
-            match &= ours_values == _key(row.get(key))
-        adversarial = _key(row.get("eps")) != ""  # clean and benchmark numbers print no eps
-        if adversarial and not pool.empty:
-            eps = pool["eps"].map(_key) if "eps" in pool else pd.Series("", index=pool.index)
-            match &= eps == _key(row.get("eps"))
-        cells = pool[match]
-        if rule is not None and not cells.empty:
-            if rule not in chosen:
-                chosen[rule] = selected_settings(pool, rule, spec.group_by)
-            cells = cells[cells["setting"].isin(chosen[rule])]
+        cells, candidates = _match(fair, row, spec, rule, chosen)
+        others, _ = _match(unfair, row, spec, rule, chosen_unfair)
+        adversarial = _key(row.get("eps")) != ""
         found = not cells.empty
+        gaps = sorted({g for g in cells["protocol_gap"] if g}) if found else []
         rows.append({
             "table": spec.number, "dataset": row["dataset"], "training": row.get("training"), "model": row.get("model"),
             "row": _row_label(row, spec), "metric": row["metric"], "eps": row.get("eps") if adversarial else np.nan,
@@ -293,7 +406,12 @@ def join_table(paper: pd.DataFrame, ours: pd.DataFrame, spec: TableSpec) -> pd.D
             "ours_ci95": cells["ci95"].iloc[0] if len(cells) == 1 else np.nan,
             "n": cells["n"].min() if found else np.nan, "seeds": int(cells["seeds"].min()) if found else 0,
             "run_ids": " ".join(sorted({r for ids in cells["run_ids"] for r in ids.split()})),
-            "status": "ours" if found else "missing", "produced_by": spec.produced_by,
+            "attack": " / ".join(sorted(set(cells["attack"]))) if found else "",
+            "comparable": ("not comparable: " + "; ".join(gaps) if gaps else "yes") if found else "",
+            "selection": (f"selected on test-set numbers among {candidates} setting{'' if candidates == 1 else 's'}"
+                          if found and rule is not None else ""),
+            "not_comparable": _not_comparable_text(others) if not others.empty else "",
+            "status": "ours" if found else "missing", "produced_by": row_command(spec, str(row["dataset"])),
         })
     out = pd.DataFrame(rows, columns=SIDE_BY_SIDE_COLUMNS)
     out["difference"] = out["ours"].astype(float) - out["paper"].astype(float)
@@ -328,7 +446,7 @@ def builtin_table(results: pd.DataFrame, number: int, directory: str | Path | No
     for source, group in builtin.groupby("source"):
         renamed = group.assign(dataset=source)
         fake = template.assign(dataset=source, value=np.nan, ci95=np.nan)
-        table = join_table(fake, renamed, spec)
+        table = join_table(fake, renamed, spec, comparable_only=False)
         if (table["status"] == "ours").any():
             frames.append(table)
     if not frames:
@@ -339,6 +457,23 @@ def builtin_table(results: pd.DataFrame, number: int, directory: str | Path | No
     return out
 
 
+def released_table(results: pd.DataFrame, number: int, directory: str | Path | None = None,
+                   ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Paper table `number` next to the runs of released weights ("released weights, evaluated here"): the
+    paper's rows of each dataset with released runs, joined with those runs only (never pooled with ours);
+    ``dataset`` names the source. Empty when there are none."""
+    ours = settings(results) if ours is None else ours
+    released = ours[ours["source"].astype(str).str.startswith(RELEASED)] if not ours.empty else ours
+    paper = load_paper_table(number, directory) if not released.empty else None
+    frames = []
+    for source, group in released.groupby("source"):
+        printed = paper[paper["dataset"] == source[len(RELEASED):]]
+        table = join_table(printed, group, TABLES[number]) if not printed.empty else None
+        if table is not None and (table["status"] == "ours").any():
+            frames.append(table.assign(dataset=source))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SIDE_BY_SIDE_COLUMNS)
+
+
 def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10), directory: str | Path | None = None) -> pd.DataFrame:
     """Paper's sweep numbers next to ours, one row per printed paper number, with the sweep's
     hyperparameter columns (notebook 02's view of `partrobust.report.paper.side_by_side`, which does the matching).
@@ -347,8 +482,6 @@ def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10)
     ``paper``, ``ours`` (mean over matching runs, NaN when none), ``difference`` (ours - paper),
     ``n`` (test images), ``runs`` and ``run_ids`` (comma-separated).
     """
-    from .paper import side_by_side
-
     frames = []
     for number in tables:
         printed = load_paper_table(number, directory)
@@ -366,5 +499,8 @@ def compare_with_paper(results: pd.DataFrame, tables: Sequence[int] = (8, 9, 10)
 
 
 def source_label(source: str) -> str:
-    """'built-in data (builtin_study)' for a built-in source, the dataset name otherwise."""
+    """'built-in data (builtin_study)' for a built-in source, 'released weights, evaluated here (part_imagenet)'
+    for imported weights, the dataset name otherwise."""
+    if source.startswith(RELEASED):
+        return f"released weights, evaluated here ({source[len(RELEASED):]})"
     return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else source

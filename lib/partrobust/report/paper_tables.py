@@ -16,6 +16,7 @@ from ..attacks.two_stage import STRATEGIES
 from ..core.metrics import benchmark_metric
 from ..core.results import RUN_COLUMNS, with_eps_numbers
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
+from .protocol import paper_note
 
 PAPER_MODELS = {"resnet50": "resnet", "bounding_box": "bbox"}
 """Paper-table model name -> our registered model name (others are the same in both)."""
@@ -76,8 +77,8 @@ def load_paper_table(number: int, directory: str | Path | None = None) -> pd.Dat
 def paper_as_results(tables: Sequence[int] = (8, 9, 10), directory: str | Path | None = None) -> pd.DataFrame:
     """Paper sweep tables as a tidy results frame (one made-up run per printed table row).
 
-    Lets the paper's sweeps go through `wide_runs`, `select_best` and `plot_sweep` like ours.
-    Run ids look like ``paper-t08-resnet-trades-lr0.1-wd0.0005-b0.1``; ``n`` is unknown (NaN).
+    Lets the paper's sweeps go through `wide_runs`, `select_best` and `plot_sweep` like ours. Their notes
+    say they were measured as the paper measured (`partrobust.report.protocol.paper_note`). Run ids look like ``paper-t08-resnet-trades-lr0.1-wd0.0005-b0.1``; ``n`` is unknown (NaN).
     """
     frames = []
     for number in tables:
@@ -97,6 +98,10 @@ def paper_as_results(tables: Sequence[int] = (8, 9, 10), directory: str | Path |
         # a run's eps is its evaluation budget: fill the clean rows from the run's adversarial rows
         table["eps"] = table.groupby("run_id")["eps"].transform(lambda s: s.ffill().bfill())
         table["experiment"] = f"paper_table{number:02d}"
+        # measured as the paper measured: its AutoAttack and PGD, the whole test split (empty eval_limit)
+        table["note"] = [f"{paper_note(m)}; paper: {n}" if isinstance(n, str) and paper_note(m) else paper_note(m) or n
+                         for m, n in zip(table["metric"], table["note"] if "note" in table else [""] * len(table))]
+        table["eval_limit"] = np.nan
         table["n"] = np.nan
         table["config_hash"] = ""
         frames.append(table)

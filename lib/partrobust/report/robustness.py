@@ -19,13 +19,23 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from ..core.metrics import BENCHMARK_METRICS
 from ..core.results import distinguishing_columns, setting_columns
 from ..data.prepared import read_image
 from ..eval.benchmarks import CORRUPTIONS, benchmark_rows
 from .stats import format_mean_ci, over_seeds, seed_summary, t_test
-from .style import MODEL_COLORS, dropped_background, metric_label, model_label, model_variant_labels
+from .style import (
+    MODEL_COLORS,
+    clipped_errors,
+    dropped_background,
+    label,
+    metric_label,
+    model_label,
+    model_variant_labels,
+    seeds_caption,
+)
 
 BASELINE = "resnet"
 
@@ -38,9 +48,10 @@ def benchmark_values(results: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFr
 
 
 def benchmark_table(results: pd.DataFrame, metrics: Sequence[str] = ("clean_accuracy", *BENCHMARK_METRICS),
-                    baseline: str = BASELINE, confidence: float = 0.95, equal_var: bool = False) -> pd.DataFrame:
+                    baseline: str = BASELINE, confidence: float = 0.95, equal_var: bool = False, margin: float = 0.0) -> pd.DataFrame:
     """Per model row and metric: mean, CI half-width, seeds, and the t-test against the baseline's runs
-    (difference of means, t, p). One dataset at a time: results on several datasets are refused."""
+    (difference of means, t, p; `margin`: p of the difference being `margin`, the size a claim states,
+    as the report's claim tests it). One dataset at a time: results on several datasets are refused."""
     if results["dataset"].nunique() > 1:
         raise ValueError(f"results on several datasets ({sorted(results['dataset'].unique())}): pass one at a time")
     values = benchmark_values(results, metrics)
@@ -49,7 +60,7 @@ def benchmark_table(results: pd.DataFrame, metrics: Sequence[str] = ("clean_accu
     for cell in over_seeds(values, ["row", "model", "metric"], confidence).itertuples():
         runs = values[(values["row"] == cell.row) & (values["metric"] == cell.metric)]["value"]
         base = base_rows[base_rows["metric"] == cell.metric]["value"]
-        t, p = (math.nan, math.nan) if cell.row == model_label(baseline) or base.empty else t_test(runs, base, equal_var)
+        t, p = (math.nan, math.nan) if cell.row == model_label(baseline) or base.empty else t_test(runs - margin, base, equal_var)
         out.append({"row": cell.row, "model": cell.model, "metric": cell.metric, "mean": cell.mean, "half_width": cell.half_width,
                     "seeds": cell.seeds, "difference": cell.mean - base.mean() if len(base) else math.nan, "t": t, "p_value": p})
     table = pd.DataFrame(out)
@@ -91,20 +102,23 @@ def severity_values(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_severity(results: pd.DataFrame, confidence: float = 0.95) -> plt.Figure:
-    """Accuracy against corruption severity (0 = clean), mean over seeds with the Student-t CI, per model
-    (dashed: background channel dropped)."""
+    """Accuracy against corruption severity (0 = clean), mean over seeds with the Student-t CI clipped to
+    [0, 100], per model (dashed: background channel dropped); the title says over how many seeds."""
     frame = severity_values(results)
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     points = over_seeds(frame, ["row", "model", "severity"], confidence, one_run_per_seed=False)
+    handles = []  # lines without their error bars, so that the legend shows each line's style
     for (row, model), group in points.groupby(["row", "model"], sort=False):
         group = group.sort_values("severity")
-        ax.errorbar(group["severity"], group["mean"], yerr=group["half_width"].fillna(0.0), marker="o", capsize=3,
-                    color=MODEL_COLORS.get(model), label=row, linestyle="--" if "no background" in row else "-")
+        style = {"marker": "o", "color": MODEL_COLORS.get(model), "linestyle": "--" if "no background" in row else "-"}
+        ax.errorbar(group["severity"], group["mean"], yerr=clipped_errors(group["mean"], group["half_width"]), capsize=3, **style)
+        handles.append(Line2D([], [], label=row, **style))
     ax.set_xticks(sorted(frame["severity"].unique()))
     ax.set_xlabel("corruption severity (0: clean)")
     ax.set_ylabel("accuracy (%)")
-    ax.legend()
-    ax.set_title(f"Accuracy against corruption severity (mean over types, {100 * confidence:.0f}% CI over seeds)", fontsize=9)
+    ax.legend(handles=handles)
+    ax.set_title(f"Accuracy against corruption severity (mean over types; {seeds_caption(points['seeds'], confidence)})",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -146,7 +160,7 @@ def plot_benchmark_examples(folders: dict[str, str | Path], classes: Sequence[st
             severities = sorted(rows["severity"].unique())
             middle = rows[rows["severity"] == severities[len(severities) // 2]]
             picked = middle.groupby("corruption", sort=False).head(1).head(n)
-            captions = [f"{r.corruption} s{r.severity}" for r in picked.itertuples()]
+            captions = [f"{label(r.corruption)} s{r.severity}" for r in picked.itertuples()]
         elif name == "spurious_correlation":
             picked = rows.head(n)
             captions = [f"{classes[r.label]} on {classes[r.background_label]}" for r in picked.itertuples()]
@@ -162,7 +176,7 @@ def plot_benchmark_examples(folders: dict[str, str | Path], classes: Sequence[st
         for ax, (path, caption) in zip(axis_row, items):
             ax.imshow(read_image(path), interpolation="nearest")
             ax.set_title(caption, fontsize=6)
-        axis_row[0].text(-0.1, 0.5, name.replace("_", " "), transform=axis_row[0].transAxes, rotation=90, va="center",
+        axis_row[0].text(-0.1, 0.5, label(name), transform=axis_row[0].transAxes, rotation=90, va="center",
                          ha="right", fontsize=8)
     fig.tight_layout()
     return fig

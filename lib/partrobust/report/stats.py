@@ -19,7 +19,7 @@ from scipy import stats
 
 from ..core.metrics import SUMMARY_METRICS
 from ..core.results import distinguishing_columns, setting_columns
-from .style import MODEL_LABELS, TRAINING_ORDER, metric_label, model_label
+from .style import MODEL_LABELS, TRAINING_ORDER, metric_label, model_label, seeds_caption
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -53,12 +53,14 @@ def over_seeds(frame: pd.DataFrame, by: Sequence[str], confidence: float = 0.95,
     """The mean and Student-t interval over seeds: one row per group of runs equal in `by`.
 
     This is the project's one aggregation over seeds (`seed_summary`, the paper join's `settings`,
-    notebook 04's tables all call it). A run counts once (its rows of a group are averaged first);
-    columns `OVER_SEEDS_COLUMNS`: mean, sample sd, CI bounds and half-width (`mean_ci`; NaN for one
-    run), the confidence, the number of runs (``seeds``), the fewest test images (``n``) and the run
-    ids in seed order. With `one_run_per_seed`, a group holding two runs with the same seed is an
-    error that names them (they differ in a key missing from `by`). Groups come in the order of
-    their first row (`sort`: sorted).
+    notebook 04's tables all call it). A sample is a seed, i.e. a trained model: a run counts once
+    (its rows of a group are averaged first), and without `one_run_per_seed` the runs of one seed
+    (re-evaluations of the same trained model, which share its training phase) are averaged into one
+    sample. Columns `OVER_SEEDS_COLUMNS`: mean, sample sd, CI bounds and half-width (`mean_ci`; NaN
+    for one seed), the confidence, the number of distinct seeds (``seeds``), the fewest test images
+    (``n``) and the run ids in seed order. With `one_run_per_seed`, a group holding two runs with
+    the same seed is an error that names them (they differ in a key missing from `by`). Groups come
+    in the order of their first row (`sort`: sorted).
     """
     if "n" not in frame.columns:  # test images unknown
         frame = frame.assign(n=math.nan)
@@ -69,10 +71,11 @@ def over_seeds(frame: pd.DataFrame, by: Sequence[str], confidence: float = 0.95,
         if one_run_per_seed and per_run["seed"].duplicated().any():
             shared = per_run.index[per_run["seed"].duplicated(keep=False)].tolist()
             raise ValueError(f"{dict(zip(by, keys))}: several runs share a seed ({shared}); group by the keys that tell them apart")
-        mean, half = mean_ci(per_run["value"].to_numpy(float), confidence)
-        rows.append({**dict(zip(by, keys)), "mean": mean, "sd": float(per_run["value"].std(ddof=1)) if len(per_run) > 1 else math.nan,
+        per_seed = per_run.groupby("seed", sort=False, dropna=False)["value"].mean()  # one sample per trained model
+        mean, half = mean_ci(per_seed.to_numpy(float), confidence)
+        rows.append({**dict(zip(by, keys)), "mean": mean, "sd": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else math.nan,
                      "ci_low": mean - half, "ci_high": mean + half, "half_width": half, "confidence": confidence,
-                     "seeds": len(per_run), "n": per_run["n"].min(),
+                     "seeds": len(per_seed), "n": per_run["n"].min(),
                      "run_ids": " ".join(per_run.sort_values("seed", kind="stable").index.astype(str))})
     return pd.DataFrame(rows, columns=[*by, *OVER_SEEDS_COLUMNS])
 
@@ -128,8 +131,8 @@ def seed_table_markdown(summary: pd.DataFrame, results: pd.DataFrame, source: st
     confidence = summary.confidence.iloc[0]
     described = results[results.metric.isin(summary.metric.unique()) & results.note.fillna("").ne("")]
     notes = described.groupby("metric", sort=False).note.agg(lambda n: " / ".join(sorted(set(n))))
-    caption = (f"Accuracy (%) on the first {int(summary.test_images.min())} test images: mean ± {100 * confidence:.0f}% "
-               f"Student-t confidence interval over seeds; {results.run_id.nunique()} runs of `{source}`.")
+    caption = (f"Accuracy (%) on the first {int(summary.test_images.min())} test images: "
+               f"{seeds_caption(summary.seeds, confidence)} (Student-t); {results.run_id.nunique()} runs of `{source}`.")
     lines = [table.to_markdown(index=False), "", caption, ""]
     lines += [f"- {metric_label(m)}: {note}." for m, note in notes.items()]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """Analysis of hyperparameter sweeps: the clean-vs-adversarial trade-off (paper Tables 8-10, Fig. 4).
 
 Input is the tidy results frame (one row per run x metric, see `partrobust.core.results`). This module
-pivots it to one row per run (`wide_runs`, `accuracy_table`), finds each model's Pareto frontier
+pivots it to one row per run (`wide_runs`, `accuracy_table`) or per setting (`seed_means`), finds each model's Pareto frontier
 (`frontier`) and applies the paper's model-selection rule (`select_best`). The sweep's figure is
 `partrobust.report.figures.plot_sweep`; the paper's sweep tables next to ours are
 `partrobust.report.paper.compare_with_paper`.
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import METRIC_ORDER
-from ..core.results import RUN_COLUMNS
+from ..core.results import RUN_COLUMNS, setting_columns
 from .matching import DECIMALS
 
 # --------------------------------------------------------------------------- small helpers
@@ -63,6 +63,25 @@ def wide_runs(results: pd.DataFrame) -> pd.DataFrame:
     n = results.groupby("run_id")["n"].max() if "n" in results.columns else pd.Series(dtype=float)
     wide = ids.join(n.rename("n")).join(values).reset_index()
     return wide[[c for c in id_columns if c in wide.columns] + [c for c in wide.columns if c not in id_columns]]
+
+
+def seed_means(wide: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting of a per-run frame (`wide_runs`): runs equal in every identifying column but the
+    experiment, run id and seed (`partrobust.core.results.setting_columns`) averaged. Metric columns hold
+    the mean over the setting's runs, ``n`` the fewest test images, ``seeds`` the number of runs and
+    ``run_ids`` their ids. Figures compare settings, not seeds: a frontier drawn through the seeds of one
+    setting would show their spread as a trade-off (Fig. 4)."""
+    keys = setting_columns(wide)
+    identifying = {*RUN_COLUMNS, *keys, "config_hash", "n"}
+    metrics = [c for c in wide.columns if c not in identifying and pd.api.types.is_numeric_dtype(wide[c])]
+    if wide.empty:
+        return pd.DataFrame(columns=[*keys, "n", *metrics, "seeds", "run_ids"])
+    grouped = wide.groupby(keys, sort=False, dropna=False)
+    means = grouped[metrics].mean()
+    means["n"] = grouped["n"].min() if "n" in wide.columns else np.nan
+    means["seeds"] = grouped["run_id"].nunique()
+    means["run_ids"] = grouped["run_id"].agg(lambda ids: " ".join(map(str, ids)))
+    return means.reset_index()[[*keys, "n", *metrics, "seeds", "run_ids"]]
 
 
 def _pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -128,20 +147,42 @@ def trades_clean_target(wide: pd.DataFrame) -> pd.Series:
     return trades.groupby(["dataset", "model"])["clean_accuracy"].max().groupby(level="dataset").min()
 
 
-def select_best(wide: pd.DataFrame, adv_metric: str = "autoattack_accuracy") -> pd.DataFrame:
+def _comparable_pick(group: pd.DataFrame, baseline_adv: float, adv_metric: str) -> tuple[pd.Series, str]:
+    """App. B.1's pick for a part model: the highest clean accuracy among the runs whose `adv_metric` is
+    comparable with (not below) the baseline's; none such: the highest `adv_metric`."""
+    comparable = group[group[adv_metric].round(DECIMALS) >= round(baseline_adv, DECIMALS)]
+    if comparable.empty:
+        return (_pick(group, [(adv_metric, False), ("clean_accuracy", False)]),
+                f"no run reaches the baseline's {adv_metric} {baseline_adv:g}: highest {adv_metric}")
+    return (_pick(comparable, [("clean_accuracy", False), (adv_metric, False)]),
+            f"highest clean_accuracy among the {len(comparable)} runs with {adv_metric} >= the baseline's {baseline_adv:g} "
+            "(App. B.1: comparable adversarial accuracy)")
+
+
+def select_best(wide: pd.DataFrame, adv_metric: str = "autoattack_accuracy", baseline: pd.Series | None = None) -> pd.DataFrame:
     """One run per (dataset, model, training), chosen by the paper's rule; ``selection`` says which rule.
 
-    - pgd (lr x weight-decay grid, c_seg sweeps): highest `adv_metric`, ties -> higher clean
+    - pgd, the baseline (lr x weight-decay grid): highest `adv_metric`, ties -> higher clean
       accuracy (App. B.1: grid search for the best learning rate and weight decay).
+    - pgd, a part model (grid and c_seg sweep): App. B.1 reports "the model with comparable
+      adversarial accuracy to the baseline": the highest clean accuracy among its runs whose
+      `adv_metric` is not below the baseline's pick of the same dataset (`_comparable_pick`);
+      without a baseline pick, the baseline's rule.
     - trades (beta sweep): clean accuracy closest to the dataset's target (`trades_clean_target`),
       ties -> higher `adv_metric` (Sec. 4: models with similar clean accuracy are compared).
     - normal: highest clean accuracy, ties -> higher `adv_metric`.
 
-    Extra columns: ``candidates`` (runs the choice was made from) and ``target_clean`` (TRADES).
+    `baseline`: True for the baseline's rows (default: model ``resnet``). Extra columns:
+    ``candidates`` (runs the choice was made from) and ``target_clean`` (TRADES).
     """
     if adv_metric not in wide.columns:
         raise KeyError(f"no {adv_metric!r} column; metrics present: {present_metrics(wide)}")
+    wide = wide.assign(_baseline=(wide["model"].eq("resnet") if baseline is None else baseline).to_numpy(bool))
     targets = trades_clean_target(wide)
+    baseline_adv = {}
+    for (dataset, training), group in wide[wide["_baseline"]].groupby(["dataset", "training"]):
+        if training == "pgd" and group[adv_metric].notna().any():
+            baseline_adv[dataset] = float(_pick(group, [(adv_metric, False), ("clean_accuracy", False)])[adv_metric])
     chosen: list[pd.Series] = []
     for (dataset, model, training), group in wide.groupby(["dataset", "model", "training"], sort=True):
         count = len(group)
@@ -155,12 +196,15 @@ def select_best(wide: pd.DataFrame, adv_metric: str = "autoattack_accuracy") -> 
         elif training == "normal":
             row = _pick(group, [("clean_accuracy", False), (adv_metric, False)])
             rule = f"normal: highest clean_accuracy, ties -> higher {adv_metric}; {count} runs"
+        elif training == "pgd" and not group["_baseline"].all() and dataset in baseline_adv:
+            row, how = _comparable_pick(group, baseline_adv[dataset], adv_metric)
+            rule = f"pgd: {how}; {count} runs"
         else:
             row = _pick(group, [(adv_metric, False), ("clean_accuracy", False)])
             rule = f"{training}: highest {adv_metric}, ties -> higher clean_accuracy; {count} runs"
-        chosen.append(pd.concat([row, pd.Series({"selection": rule, "candidates": count, "target_clean": target})]))
+        chosen.append(pd.concat([row.drop("_baseline"), pd.Series({"selection": rule, "candidates": count, "target_clean": target})]))
     if not chosen:
-        return pd.DataFrame(columns=[*wide.columns, "selection", "candidates", "target_clean"])
+        return pd.DataFrame(columns=[*wide.columns.drop("_baseline"), "selection", "candidates", "target_clean"])
     return pd.DataFrame(chosen).reset_index(drop=True)
 
 

@@ -16,7 +16,12 @@ several, each run's finished lines (epoch records, messages) prefixed by its run
 output staying in its ``log.txt``. Everything in the file (notebook parameter
 names, every run's config) is validated before the first notebook starts. A killed batch rerun
 with the same command skips finished runs and resumes the unfinished one from its last epoch; a
-failed run is reported and the others go on. Exit status 1 if a run or notebook failed.
+failed run is reported and the others go on. A run that another process (another pipeline) is
+working on is waited for and counts as done when that process finishes it.
+
+Exit status (`partrobust.runs.errors`): 0 every run done; 1 a run or notebook failed; 2 bad input
+(the params file, its runs, the runs root: one ``error:`` line naming the key or file, before
+anything runs; or, with no failure, a run that refused its input); 3 a run stayed busy.
 """
 from __future__ import annotations
 
@@ -24,16 +29,18 @@ import argparse
 import os
 import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from ..core.config import ParameterError
+from ..core.fileio import check_writable
 from ..core.paths import find_repo_root, refuse_source_location
 from ..data import scan_prepared
-from ..data.prepared import PreparedDatasetError
+from .errors import EXIT_BUSY, EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputRefused, exit_status, is_input_error
 from .launcher import LAUNCHERS, launcher_config, run_jobs
 from .notebooks import NotebookFailed, check_parameters, execute
-from .runconfig import RunConfig, check_weights_file, used_rows
+from .runconfig import RunConfig, check_device, check_limits, check_weights_file, split_sizes, used_rows
 from .sweep import Plan, RunReport, expand, load_plan, run_sweep, select, status_table, summary_table, swept_keys
 
 # Values the pipeline passes to a notebook that declares these parameters (unless the file sets them).
@@ -62,6 +69,8 @@ def scan_data(configs: list[RunConfig], progress: bool = True) -> None:
         report = scan_prepared(root, rows, progress=progress)
         print(f"[partrobust] {report.summary()}", flush=True)
         report.raise_if_bad()
+    for config in configs:  # a limit above its split: the run would read fewer images than its id says
+        check_limits(config, split_sizes(config.data.labelled_root))
 
 
 def missing_weights(configs: list[RunConfig]) -> list[str]:
@@ -89,6 +98,9 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
                              "node); --launcher submitit-local runs the same jobs on this machine")
     configs: list[RunConfig] = expand(plan, str(params_file))
     nb_params = notebook_plan(plan, params_file, runs_root, repo)
+    if launcher == "local":  # jobs of a cluster launcher run on other machines, with other devices
+        for config in configs:
+            check_device(config)
     if only is not None or notebooks is not None:  # an explicit selection runs only what it names
         configs = select(configs, only) if only is not None else []
         nb_params = {s: p for s, p in nb_params.items() if notebooks and any(s.startswith(n) for n in notebooks)}
@@ -107,6 +119,7 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
         return []
     for config in configs:  # the runs' weights files do not depend on the prepare notebooks: checked before them
         check_weights_file(config)
+    check_writable(experiment_dir, "runs root")
     for stem in (s for s in plan.prepare if s in nb_params):
         _execute(repo, stem, nb_params[stem], experiment_dir, progress, params_file)
     scan_data(configs, progress)
@@ -118,7 +131,7 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
         reports = run_jobs(configs, plan.experiment, runs_root, launcher, job_settings)
     if reports:
         print(f"[partrobust] {plan.experiment}: {len(reports)} run(s)\n" + summary_table(reports).to_string(index=False), flush=True)
-    failed = [r for r in reports if r.state in ("failed", "busy")]
+    failed = [r for r in reports if r.state in ("failed", "refused", "busy")]
     if failed:
         print(f"[partrobust] {len(failed)} run(s) did not finish; rerun the same command to retry them "
               "(finished runs are skipped). Report notebooks are not run.", flush=True)
@@ -131,7 +144,12 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
 def _execute(repo: Path, stem: str, parameters: dict[str, Any], experiment_dir: Path, progress: bool, params_file: str | Path) -> None:
     output = experiment_dir / f"{stem}.ipynb"
     print(f"[partrobust] {stem} -> {output}", flush=True)
-    seconds = execute(repo, stem, parameters, output, stream=progress, rerun=_rerun_command(params_file, stem))
+    try:
+        seconds = execute(repo, stem, parameters, output, stream=progress, rerun=_rerun_command(params_file, stem))
+    except NotebookFailed as err:
+        if is_input_error(err.error):  # the notebook refused its input: exit 2, as the same error outside a notebook
+            raise InputRefused(str(err)) from None
+        raise
     print(f"[partrobust] {stem} done in {seconds:.0f} s", flush=True)
 
 
@@ -156,20 +174,26 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--time", type=int, dest="timeout_min", help="minutes per job (timed-out jobs are requeued and resume)")
     cluster.add_argument("--mem", type=int, dest="mem_gb", help="memory per job in GB")
     args = parser.parse_args(argv)
-    params_file = Path(args.params_file).resolve()
-    os.chdir(find_repo_root())  # paths inside params files are relative to the repository root
     try:
+        params_file = Path(args.params_file).resolve()
+        os.chdir(find_repo_root())  # paths inside params files are relative to the repository root
         flags = {k: getattr(args, k) for k in ("partition", "gpus_per_node", "timeout_min", "mem_gb")}
         reports = run(params_file, only=args.only, notebooks=args.notebooks, jobs=args.jobs, runner=args.runner,
                       runs_root=args.runs_root, dry_run=args.dry_run, progress=not args.no_progress,
                       launcher=args.launcher, launcher_flags=flags)
-    except (ParameterError, FileNotFoundError, PreparedDatasetError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NotebookFailed as err:
-        print(f"failed: {err}", file=sys.stderr)
-        return 1
-    return 1 if any(r.state in ("failed", "busy") for r in reports) else 0
+    except Exception as err:  # noqa: BLE001 - one line and an exit status for every error (partrobust.runs.errors)
+        code, line = exit_status(err)
+        if code == EXIT_FAILED and not isinstance(err, NotebookFailed):
+            traceback.print_exc()
+        print(line, file=sys.stderr)
+        return code
+    return exit_code(reports)
+
+
+def exit_code(reports: list[RunReport]) -> int:
+    """The batch's exit status from its runs' states: failed wins over refused, refused over busy."""
+    states = {r.state for r in reports}
+    return EXIT_FAILED if "failed" in states else EXIT_INPUT if "refused" in states else EXIT_BUSY if "busy" in states else EXIT_OK
 
 
 if __name__ == "__main__":

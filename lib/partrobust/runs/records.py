@@ -29,7 +29,7 @@ def result_rows(
     left empty, so tables can be filtered on them without false matches.
     """
     values = resolved(config)
-    ident = {"experiment": experiment, "run_id": run_id(config), "dataset": dataset, "training": config.train.training}
+    ident = {"experiment": experiment, "run_id": run_id(config), "dataset": dataset, "training": config.training}
     ident.update({column: values[key] for column, key in RESULT_INDEX.items()})
     ident["evaluators"] = evaluators_label(config.eval.evaluators)
     digest = config_hash(config)

@@ -15,7 +15,8 @@ CONFIG.yaml``. ``data.batch_size`` stays the global batch (each process takes 1/
 gradients are averaged by DistributedDataParallel, the evaluation attacks are split across the
 processes with the one-process result, and rank 0 writes every file (`partrobust.core.distributed`).
 
-Exit status: 0 done (or already done), 1 the run failed, 2 bad configuration or input, 3 busy.
+Exit status (`partrobust.runs.errors`): 0 done (or already done), 1 the run failed, 2 bad
+configuration or input (one ``error:`` line naming the key or file, before any compute), 3 busy.
 """
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ import torch.nn as nn
 from ..attacks import select_attacks
 from ..core import distributed
 from ..core.config import ParameterError, parse_assignment, to_dict
-from ..core.device import float32_precision, resolve_device
+from ..core.device import float32_precision
 from ..core.distributed import Dist
 from ..core.metrics import SUMMARY_METRICS
-from ..core.paths import find_repo_root
+from ..core.fileio import check_checkpoint, check_writable
+from ..core.paths import check_plain_name, find_repo_root
 from ..core.results import RESULTS_FILE, add_results, gather_results
 from ..core.seeding import seed_everything
 from ..data import scan_prepared, validate_prepared
@@ -57,17 +59,21 @@ from ..eval.benchmarks import (
 from ..eval.evaluators import evaluate
 from ..eval.outcomes import collect, pgd_examples, predict
 from ..models import ModelConfig, build_model, count_parameters
+from ..models.imported import ImportedWeightsError, check_imported, load_imported, read_imported
 from ..models.losses import CentroidLoss, PartLoss
 from ..report.figures import plot_training_history
 from ..report.masks import EXAMPLES_FILE, load_examples, plot_examples, save_examples
 from ..report.style import save_figure
-from ..train.loop import ConfigMismatchError, FitResult, fit
-from ..train.speed import compile_report, resolve_speed, speed_settings
+from ..train.loop import ConfigMismatchError, FitResult, check_phase_files, fit
+from ..train.speed import apply_speed, compile_report, resolve_speed, speed_settings
+from .errors import InputRefused, exit_status, is_busy_error, is_input_error
 from .notebooks import NotebookFailed, execute
 from .records import result_rows, write_manifest
 from .runconfig import (
     RunConfig,
     base_config,
+    check_device,
+    check_limits,
     check_weights_file,
     config_hash,
     identity,
@@ -75,9 +81,10 @@ from .runconfig import (
     phase_id,
     phase_identity,
     run_id,
+    split_sizes,
     used_rows,
 )
-from .rundir import CONFIG_FILE, RUN_FILE, TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
+from .rundir import CONFIG_FILE, RUN_FILE, STATUS_FILE, TRAIN_DIR, RunBusyError, check_folder, claim, locked, read_status, write_status
 
 RUN_NOTEBOOK = "01_pgd_training"
 PHASES_DIR = "_train"  # <experiment>/_train/<model>-<phase>-<hash>/: training phases shared by runs
@@ -95,8 +102,11 @@ _HOLDERS: dict[Path, "weakref.ref[Run]"] = {}
 class Run:
     """The steps of one run (notebook 01 and `execute_run` call the same ones).
 
-    Construction checks everything that can be checked without compute (dataset folder and
-    metadata, weights files, model options) and raises an error naming the key or file.
+    Construction checks everything that can be checked without compute (the experiment name,
+    dataset folder and metadata, limits against the splits, weights and AdaIN files, model
+    options, the device and CUDA-only keys, and, for an unfinished run, its existing checkpoints
+    and AutoAttack state, and that its folder is writable with room for the checkpoints) and
+    raises an error naming the key or file.
 
     The run's lock belongs to this object (`start` takes it): it is released by `finish`, `fail`,
     a KeyboardInterrupt in `train`, `evaluate` or `save_figures` (status "interrupted"), a newer
@@ -112,7 +122,7 @@ class Run:
         except ValueError as err:
             raise ParameterError(str(err)) from None
         self.config = config
-        self.experiment = experiment
+        self.experiment = check_plain_name(experiment, "experiment")
         self.id = run_id(config)
         self.dir = Path(run_dir) if run_dir is not None else Path(runs_root) / experiment / self.id
         check_folder(self.dir, config)
@@ -138,7 +148,11 @@ class Run:
         self.model_config = self._model_config()
         self.part_loss = self._part_loss()
         check_weights_file(config)
-        self.device = resolve_device(config.device)
+        self._imported = self._check_imported()
+        self.device = check_device(config)
+        check_limits(config, split_sizes(config.data.labelled_root))
+        if not self.done:
+            self._check_before_training()
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per process
         self.speed = resolve_speed(config.speed, self.device)
@@ -148,6 +162,27 @@ class Run:
         self._test: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._stack: contextlib.ExitStack | None = None
         self._t0 = time.time()
+
+    def _check_before_training(self) -> None:
+        """The checks of an unfinished run: its weights fit the model, its checkpoints and AutoAttack state load
+        safely and match this config, and its folder is writable with room for the checkpoints."""
+        try:
+            model = build_model(self.model_config)  # loads the ImageNet weights: their keys and shapes must fit
+        except (KeyError, ValueError, RuntimeError) as err:
+            if self.config.model.pretrained_path is None:
+                raise
+            key = f"model.{self.config.model.pretrained_key}"
+            raise ParameterError(f"{key}: {err.args[0] if err.args else err}") from None
+        for phase in ("clean", "adversarial"):
+            check_phase_files(self.phase_dir(phase), phase_identity(self.config, phase))
+        for state in sorted(self.dir.glob("autoattack_state*.pt")):
+            check_checkpoint(state)
+        for name in (RESULTS_FILE, STATUS_FILE, CONFIG_FILE, RUN_FILE, "manifest.json"):
+            if (self.dir / name).is_dir():
+                raise ParameterError(f"run folder: {self.dir / name} is a folder where the run writes a file; remove it")
+        phases = int(self.config.train.epochs_clean > 0) + int(self.config.train.epochs_adv > 0)
+        checkpoint = 4 * count_parameters(model, trainable_only=False)  # fp32 weights; last.pt adds SGD momentum
+        check_writable(self.dir, "run folder", need_bytes=checkpoint * (3 * phases + 2))
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None, experiment: str | None = None,
@@ -183,13 +218,28 @@ class Run:
         except ValueError as err:
             raise ParameterError(f"data.labels: centroid: {err}") from None
 
+    def _check_imported(self) -> dict[str, Any] | None:
+        """The imported weights file of an evaluation-only run (``model.weights``), checked against the run; else None."""
+        if not self.config.imported:
+            return None
+        try:
+            state = read_imported(self.config.model.weights)
+            check_imported(state, self.model_config, self.config.training, self.config.model.weights)
+        except ImportedWeightsError as err:
+            raise ParameterError(str(err)) from None
+        if state["dataset"] != self.dataset_name:
+            raise ParameterError(f"model.weights: {self.config.model.weights} holds weights for {state['dataset']}, "
+                                 f"but data.root is {self.dataset_name} data")
+        return state
+
     def describe(self) -> pd.Series:
         """Run id, folder, dataset, model size and device, for the first cell of notebook 01."""
         return pd.Series({
             "run id": self.id, "folder": str(self.dir), "config hash": config_hash(self.config)[:16],
             "dataset": f"{self.dataset_name} ({self.metadata.num_classes} classes, {self.metadata.num_parts} parts)",
             "model": self.config.model.name, "parameters": f"{count_parameters(build_model(self.model_config)):,}",
-            "training": self.config.train.training, "device": str(self.device), "speed": self.speed.describe(),
+            "training": self.config.training + (f" (imported: {self.config.model.weights})" if self.config.imported else ""),
+            "device": str(self.device), "speed": self.speed.describe(),
             "state": read_status(self.dir)["state"],
         })
 
@@ -293,12 +343,18 @@ class Run:
 
         Both phases live in the experiment's ``_train/`` folder, shared with runs of the same
         phase identity; ``train/clean`` and ``train/<method>`` in the run folder link to them.
+        A run of imported weights (``model.weights``) trains nothing: it loads them.
         """
         with self._interruptible():
             return self._train()
 
     def _train(self) -> FitResult:
         seed_everything(self.config.seed)
+        if self._imported is not None:
+            self.model = load_imported(build_model(self.model_config), self._imported).to(self.device)
+            apply_speed(self.model, self.speed)  # as training would leave it for the evaluation (channels_last, compile)
+            self.fit_result = FitResult(best_checkpoint=Path(self.config.model.weights), history=[])
+            return self.fit_result
         self.loaders["train"].generator.manual_seed(self.config.seed)
         model = build_model(self.model_config)
         train = self.config.train
@@ -386,7 +442,8 @@ class Run:
             return self._save_figures()
 
     def _save_figures(self) -> list[Path]:
-        paths = [save_figure(plot_training_history(self.history(), self.id), self.dir / "figures" / "training.png")]
+        history = self.history()
+        paths = [] if history.empty else [save_figure(plot_training_history(history, self.id), self.dir / "figures" / "training.png")]
         if self.config.is_part_model:
             stored = save_examples(self.examples(), self.dir / "figures" / EXAMPLES_FILE, self.metadata.classes,
                                    self.metadata.num_parts, title=self.id)
@@ -400,7 +457,9 @@ class Run:
             wall_time_s=time.time() - self._t0,
             extra={"run_id": self.id, "config_hash": config_hash(self.config), "experiment": self.experiment,
                    "dataset": self.dataset_name, "num_classes": self.metadata.num_classes, "num_parts": self.metadata.num_parts,
-                   "test_samples": len(self.test_set[2]), "selected_epoch": selected},
+                   "test_samples": len(self.test_set[2]), "selected_epoch": selected,
+                   **({"imported_weights": {"file": self.config.model.weights, "sha256": self.config.model.weights_sha256,
+                                            "source": self._imported["source"]}} if self._imported is not None else {})},
         )
 
 
@@ -458,8 +517,10 @@ def execute_run_notebook(config: RunConfig, experiment: str = DEFAULT_EXPERIMENT
     try:
         execute(find_repo_root(), RUN_NOTEBOOK, parameters, output, stream=stream, rerun=rerun)
     except NotebookFailed as err:
-        if err.error.startswith("RunBusyError"):
+        if is_busy_error(err.error):
             raise RunBusyError(err.error.split(": ", 1)[1]) from None
+        if is_input_error(err.error):  # bad input found inside the notebook: the same exit status as without it
+            raise InputRefused(f"run {run.id}: {err}") from None
         write_status(run.dir, "failed", error=err.error, cell=err.cell, line=err.line, notebook=str(output),
                      wall_time_s=round(time.time() - t0, 1))
         raise RunFailed(f"run {run.id}: {err}") from None
@@ -497,10 +558,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="an explicit run folder instead of <runs-root>/<experiment>/<run id>")
     parser.add_argument("--notebook", action="store_true", help="execute notebook 01 for the run (executed copy in the run folder)")
     args = parser.parse_args(argv)
-    config_file = Path(args.config).resolve()
-    run_dir = Path(args.run_dir).resolve() if args.run_dir else None
-    os.chdir(find_repo_root())  # paths inside configs are relative to the repository root
     try:
+        config_file = Path(args.config).resolve()
+        run_dir = Path(args.run_dir).resolve() if args.run_dir else None
+        os.chdir(find_repo_root())  # paths inside configs are relative to the repository root
+        if args.experiment is not None:
+            check_plain_name(args.experiment, "--experiment")
         overrides = dict(parse_assignment(a) for a in args.overrides)
         values, file_experiment = base_config(config_file)
         config = make_run_config(values, overrides, where=args.config)
@@ -510,19 +573,12 @@ def main(argv: list[str] | None = None) -> int:
         distributed.setup(config.device)
         runner = execute_run_notebook if args.notebook else execute_run
         runner(config, experiment, args.runs_root, run_dir)
-    except (ParameterError, FileNotFoundError, PreparedDatasetError, ConfigMismatchError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except RunBusyError as err:
-        print(f"busy: {err}", file=sys.stderr)
-        return 3
-    except RunFailed as err:
-        print(f"failed: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # noqa: BLE001 - the run's status.json records it; say it in one line too
-        traceback.print_exc()
-        print(f"failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
+    except Exception as err:  # noqa: BLE001 - one line and an exit status for every error (partrobust.runs.errors)
+        code, line = exit_status(err)
+        if code == 1 and not isinstance(err, RunFailed):
+            traceback.print_exc()  # an unexpected failure: the traceback helps (status.json records it too)
+        print(line, file=sys.stderr)
+        return code
     finally:
         distributed.teardown()
     return 0

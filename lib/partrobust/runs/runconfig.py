@@ -16,6 +16,7 @@ its first 8 hex digits, e.g. ``bbox-trades-b2-3f9c1a2b``.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -26,8 +27,10 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from ..core.config import ParameterError, Section, apply_overrides, flatten, to_dict, validate
-from ..core.fileio import atomic_write_text
+from ..core.device import resolve_device
+from ..core.fileio import CorruptCheckpointError, UnsafeCheckpointError, atomic_write_text, check_checkpoint
 from ..data.loaders import LoaderConfig
+from ..data.prepared import SPLITS, read_split, split_path
 from ..eval.config import EvalConfig
 from ..models.config import MODEL_OPTIONS, ModelSpec, uses_segmenter
 from ..train.loop import TrainConfig
@@ -79,6 +82,8 @@ class RunConfig(Section):
     def _imagenet_weights_or_from_scratch(self) -> "RunConfig":
         spec = self.model
         key = f"model.{spec.pretrained_key}"
+        if spec.weights is not None:  # imported weights: nothing is trained, nothing starts from ImageNet
+            return self
         if spec.backbone in PAPER_BACKBONES and spec.pretrained_path is None and not spec.from_scratch:
             raise ValueError(
                 f"{key}: a {spec.backbone} {'encoder' if self.is_part_model else 'baseline'} without ImageNet weights would "
@@ -112,24 +117,88 @@ class RunConfig(Section):
     def is_part_model(self) -> bool:
         return uses_segmenter(self.model.name)
 
+    @property
+    def imported(self) -> bool:
+        """True when the run evaluates imported weights (``model.weights``) and trains nothing."""
+        return self.model.weights is not None
+
+    @property
+    def training(self) -> str:
+        """The training label of the evaluated weights: normal, pgd or trades (imported: ``model.weights_training``)."""
+        return self.model.weights_training if self.model.weights_training is not None else self.train.training
+
 
 def check_weights_file(config: RunConfig) -> None:
-    """Refuses a run whose ImageNet weights file is named but absent (cheap: no loading)."""
+    """Refuses a run whose ImageNet weights file is absent, a folder, unsafe, damaged or not a state dict of
+    tensors (`ParameterError` naming the key and the file); cheap: the file is memory-mapped, not read.
+    Whether its keys fit the model is checked when the run builds it (`partrobust.runs.run.Run`)."""
     path = config.model.pretrained_path
-    if path is not None and not Path(path).is_file():
-        raise ParameterError(f"model.{config.model.pretrained_key}: weights file {path} does not exist; "
+    if path is None:
+        return
+    key = f"model.{config.model.pretrained_key}"
+    if Path(path).is_dir():
+        raise ParameterError(f"{key}: {path} is a directory, not a weights file; give the .pt file itself")
+    if not Path(path).is_file():
+        raise ParameterError(f"{key}: weights file {path} does not exist; "
                              "`python -m partrobust.weights fetch` downloads the paper's (`... paths` lists them)")
+    try:
+        state = check_checkpoint(path)
+    except (UnsafeCheckpointError, CorruptCheckpointError, OSError) as err:
+        raise ParameterError(f"{key}: {err}") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ParameterError(f"{key}: {path} is not a state dict of tensors (got {type(state).__name__}); "
+                             "give the backbone's state_dict saved with torch.save")
+
+
+CUDA_ONLY_KEYS = ("train.bf16", "train.sync_bn")
+"""Switches that act on CUDA only: refused (when true) for a run on another device, where they would
+change nothing but the run id."""
+
+
+def check_device(config: RunConfig) -> torch.device:
+    """The device the run computes on (`resolve_device`), refusing the `CUDA_ONLY_KEYS` set off CUDA."""
+    device = resolve_device(config.device)
+    if device.type != "cuda":
+        on = [key for key in CUDA_ONLY_KEYS if flatten(to_dict(config))[key]]
+        if on:
+            raise ParameterError(f"{on[0]}: true acts on CUDA only, but this run computes on {device.type} "
+                                 f"(device: {config.device}); set it to false (it would change the run id, not the run)")
+    return device
+
+
+@functools.lru_cache(maxsize=64)
+def _split_sizes(root: str, mtimes: tuple[float, ...]) -> dict[str, int]:
+    return {split: len(read_split(root, split)) for split in SPLITS}
+
+
+def split_sizes(root: str | Path) -> dict[str, int]:
+    """Split -> number of rows of a prepared dataset (cached while its split files are unchanged)."""
+    mtimes = tuple(split_path(root, split).stat().st_mtime if split_path(root, split).is_file() else -1.0 for split in SPLITS)
+    return dict(_split_sizes(str(root), mtimes))
+
+
+def check_limits(config: RunConfig, rows: Mapping[str, int]) -> None:
+    """Refuses a limit larger than its split (`rows`: split -> number of rows): the run would read fewer
+    images than its id says."""
+    keys = {"train": "data.train_limit", "val": "train.val_limit", "test": "eval.limit"}
+    for split, limit in used_rows(config).items():
+        if limit is not None and split in rows and limit > rows[split]:
+            raise ParameterError(f"{keys[split]}: {limit} is more than the {rows[split]} images of the {split} split of "
+                                 f"{config.data.labelled_root}; give at most {rows[split]}, or null for all")
 
 
 def used_rows(config: RunConfig) -> dict[str, int | None]:
     """How many leading rows of each split the run reads (None: all), for the data scan."""
+    if config.imported:
+        return {"test": config.eval.limit}  # nothing is trained
     return {"train": config.data.train_limit, "val": config.train.val_limit, "test": config.eval.limit}
 
 
 RUNTIME_KEYS = frozenset({"device", "progress", "data.num_workers", "data.prefetch_factor", "data.preload", "data.scan",
-                          "train.log_every", "model.from_scratch", *(f"speed.{key}" for key in SpeedConfig.model_fields)})
+                          "train.log_every", "model.from_scratch", "model.weights", *(f"speed.{key}" for key in SpeedConfig.model_fields)})
 """Keys that never change a result: left out of the identity, free to change when resuming
-(``model.from_scratch`` only confirms that a missing weights file is intended; the ``speed``
+(``model.from_scratch`` only confirms that a missing weights file is intended; ``model.weights`` is where the
+imported weights are, their identity is ``model.weights_sha256``; the ``speed``
 switches change kernels, not results, beyond float tolerance)."""
 
 _ADVERSARIAL_KEYS = ("train.method", "train.beta", "train.step_size", "train.steps", "train.val_steps", "train.val_step_size",
@@ -156,6 +225,10 @@ def inapplicable_keys(config: RunConfig) -> set[str]:
     used = set(MODEL_OPTIONS[config.model.name])
     every_option = set().union(*MODEL_OPTIONS.values())
     keys = {f"model.{k}" for k in every_option - used}
+    if config.imported:  # evaluation only: training keys and ImageNet weights do not apply
+        keys.update(f"train.{k}" for k in TrainConfig.model_fields)
+        keys.update({"model.pretrained_baseline", "model.pretrained_encoder", "data.label_fraction", "data.label_seed",
+                     "data.train_limit"})
     if not config.is_part_model:
         keys.update(_PART_MODEL_KEYS)
     elif config.data.label_fraction == 1.0:
@@ -191,7 +264,8 @@ def resolved(config: RunConfig) -> dict[str, Any]:
 
 LATER_KEYS: dict[str, Any] = {"train.sync_bn": False, "eval.pgd": True, "eval.benchmarks": [], "eval.evaluators": [],
                                "eval.masking_checks": True, "eval.masking_check_limit": 512,
-                               "train.attack_precision": "as_train", "eval.autoattack_batch_size": None}
+                               "train.attack_precision": "as_train", "eval.autoattack_batch_size": None,
+                               "model.weights": None, "model.weights_sha256": None, "model.weights_training": None}
 """Keys added after runs existed, left out of the identity at these values (their behaviour before
 they existed), so that the ids of earlier runs stay valid."""
 
@@ -238,9 +312,12 @@ def phase_id(config: RunConfig, phase: str) -> str:
 
 
 def run_id(config: RunConfig) -> str:
-    """Readable prefix + 8 hex digits of the config hash: ``downsampled-pgd-1a2b3c4d``, ``bbox-trades-b2-...``."""
-    parts = [config.model.name, config.train.training]
-    if config.train.training == "trades":
+    """Readable prefix + 8 hex digits of the config hash: ``downsampled-pgd-1a2b3c4d``, ``bbox-trades-b2-...``,
+    ``bbox-trades-imported-...`` (imported weights; their SHA-256 is part of the hash)."""
+    parts = [config.model.name, config.training]
+    if config.imported:
+        parts.append("imported")
+    elif config.train.training == "trades":
         parts.append(f"b{config.train.beta:g}")
     return "-".join(parts + [config_hash(config)[:8]])
 
@@ -251,6 +328,8 @@ def run_id(config: RunConfig) -> str:
 def read_yaml(path: str | Path) -> Any:
     """Safe-loads a YAML file; errors name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ParameterError(f"config file {path} is a directory; give a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
@@ -312,7 +391,7 @@ def describe_keys() -> list[dict[str, Any]]:
 
 
 def keys_markdown() -> str:
-    """The README's table of run-config keys (``python -m partrobust.runconfig`` prints it)."""
+    """params/README.md's table of run-config keys (``python -m partrobust.runconfig`` prints it)."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for row in describe_keys():
         note = " *(runtime: not part of the run id)*" if row["runtime"] else ""

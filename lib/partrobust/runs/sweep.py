@@ -37,12 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..core.config import ParameterError, Section, validate
-from ..core.paths import find_repo_root
+from ..core.fileio import file_lock
+from ..core.paths import check_plain_name, find_repo_root
 from .runconfig import RunConfig, make_run_config, read_yaml, resolved, run_id
-from .rundir import claim, describe_progress, read_status, run_dir_for
+from .errors import EXIT_BUSY, EXIT_INPUT
+from .rundir import LOCK_FILE, claim, describe_progress, read_status, run_dir_for
 
 
 class SweepBlock(Section):
@@ -76,15 +78,22 @@ class Plan(Section):
     experiment: str = Field(description="experiment name: the folder under the runs root")
     prepare: dict[str, dict[str, Any] | None] = Field(default_factory=dict, description="notebooks run before the runs")
     config: dict[str, Any] = Field(default_factory=dict, description="base run config")
-    sweep: SweepBlock | list[SweepBlock] | None = Field(None, description="the runs; none: one run of the base config")
+    sweep: list[SweepBlock] | None = Field(None, description="the runs: one block or a list of blocks; none: one run of the base config")
     notebooks: dict[str, dict[str, Any] | None] = Field(default_factory=dict, description="notebooks run after the runs")
     launcher: dict[str, Any] = Field(default_factory=dict, description="cluster job settings for --launcher slurm (partrobust.runs.launcher.LauncherConfig)")
 
-    @model_validator(mode="after")
-    def _valid_experiment(self) -> "Plan":
-        if not self.experiment or "/" in self.experiment or self.experiment.startswith("."):
-            raise ValueError(f"experiment must be a plain folder name, got {self.experiment!r}")
-        return self
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _one_block_is_a_list(cls, sweep: Any) -> Any:
+        return [sweep] if isinstance(sweep, dict) else sweep  # errors then say "sweep block 1: <key>"
+
+    @field_validator("experiment")
+    @classmethod
+    def _valid_experiment(cls, experiment: str) -> str:
+        try:
+            return check_plain_name(experiment, "experiment")
+        except ParameterError as err:
+            raise ValueError(str(err).removeprefix("experiment ").split(", got ")[0]) from None
 
     @property
     def sections(self) -> list[str]:
@@ -93,9 +102,7 @@ class Plan(Section):
 
     @property
     def blocks(self) -> list[SweepBlock]:
-        if self.sweep is None:
-            return [SweepBlock()]
-        return self.sweep if isinstance(self.sweep, list) else [self.sweep]
+        return self.sweep if self.sweep is not None else [SweepBlock()]
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -148,7 +155,7 @@ class RunReport:
 
     run_id: str
     run_dir: Path
-    state: str  # done, skipped (finished before), failed, busy
+    state: str  # done, skipped (finished before), failed, refused (bad input, exit 2), busy
     wall_time_s: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
@@ -207,17 +214,20 @@ def finished_lines(text: str) -> list[str]:
     return [line for line in lines if line.strip() and not _PROGRESS_BAR.search(line)]
 
 
-def _pump(proc: subprocess.Popen, log_path: Path, echo: bool | str) -> None:
+def _pump(proc: subprocess.Popen, log_path: Path, echo: bool | str, keep: int = 40) -> str:
     """Copies the child's output to its log file and to the terminal: raw (``echo=True``: one job,
     progress bars included) or, with ``echo="<run id>"`` (several jobs at once), its finished lines
-    (epoch records, messages) prefixed with the run id, so that parallel runs stay readable."""
+    (epoch records, messages) prefixed with the run id, so that parallel runs stay readable.
+    Returns the child's own last `keep` finished lines (the log file may hold another process's too)."""
     pending = b""
+    own = b""
     text = codecs.getincrementaldecoder("utf-8")("replace")  # for a stdout without bytes (a notebook kernel's)
     with open(log_path, "ab") as log:
         assert proc.stdout is not None
         while chunk := proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096):
             log.write(chunk)
             log.flush()
+            own = (own + chunk)[-16384:]
             if echo is True:
                 if hasattr(sys.stdout, "buffer"):
                     sys.stdout.buffer.write(chunk)
@@ -231,13 +241,7 @@ def _pump(proc: subprocess.Popen, log_path: Path, echo: bool | str) -> None:
                 if lines:
                     sys.stdout.write("".join(f"[{echo}] {line}\n" for line in lines))
                     sys.stdout.flush()
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    if not path.is_file():
-        return ""
-    text = path.read_bytes().decode("utf-8", "replace").replace("\r", "\n")
-    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+    return "\n".join(finished_lines(own.decode("utf-8", "replace"))[-keep:])
 
 
 def _die_with_parent() -> None:
@@ -275,18 +279,35 @@ def execute_one(config: RunConfig, experiment: str, runs_root: str | Path, runne
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=find_repo_root(),
                             preexec_fn=_die_with_parent if die_with_parent else None)
-    _pump(proc, folder / "log.txt", echo)
+    own = _pump(proc, folder / "log.txt", echo)
     code = proc.wait()
     status = read_status(folder)
     wall = time.time() - t0
     if code == 0 and status["state"] == "done":
         return RunReport(rid, folder, "done", wall, status.get("metrics", {}))
-    if code == 3:
-        return RunReport(rid, folder, "busy", wall, error=_tail(folder / "log.txt", 1))
+    said = _last_message(own) or f"exit status {code}"  # this child's words, never another writer's log lines
+    if code == EXIT_BUSY:
+        return RunReport(rid, folder, "busy", wall, error=said)
+    if code == EXIT_INPUT:
+        return RunReport(rid, folder, "refused", wall, error=said.removeprefix("error: "))
     error = status.get("error") if status["state"] == "failed" else None
     if status.get("cell") is not None:
         error = f"{error} (cell [{status['cell']}] of {status.get('notebook')})"
-    return RunReport(rid, folder, "failed", wall, error=error or _tail(folder / "log.txt") or f"exit status {code}")
+    return RunReport(rid, folder, "failed", wall, error=error or said)
+
+
+def _last_message(output: str) -> str:
+    """The closing ``error:`` / ``busy:`` / ``failed:`` message of a run's output (all its lines), else its last line."""
+    lines = output.splitlines()
+    start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(("error: ", "busy: ", "failed: "))), None)
+    return "\n".join(lines[start:]) if start is not None else (lines[-1] if lines else "")
+
+
+def wait_for_other_process(run_dir: Path) -> dict[str, Any]:
+    """Blocks until no process holds the run's lock, then returns its status (done if the other process finished it)."""
+    with file_lock(run_dir / LOCK_FILE):
+        pass
+    return read_status(run_dir)
 
 
 def run_sweep(configs: list[RunConfig], experiment: str, runs_root: str | Path = "runs", jobs: int = 1,
@@ -316,6 +337,17 @@ def run_sweep(configs: list[RunConfig], experiment: str, runs_root: str | Path =
             slots.put(gpu)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(lambda item: job(*item), enumerate(configs, start=1)))
+        reports = list(pool.map(lambda item: job(*item), enumerate(configs, start=1)))
+    for i, report in enumerate(reports):  # runs another process was working on: wait for it, then count its outcome
+        if report.state != "busy":
+            continue
+        print(f"[partrobust] run {report.run_id} is being worked on by another process; waiting for it", flush=True)
+        status = wait_for_other_process(report.run_dir)
+        if status["state"] == "done":  # finished by the other process: done, as if this batch had run it
+            reports[i] = RunReport(report.run_id, report.run_dir, "done", report.wall_time_s, status.get("metrics", {}))
+            print(f"[partrobust] run {report.run_id}: done (by another process)", flush=True)
+        else:  # the other process stopped without finishing it: run it here
+            reports[i] = job(i + 1, configs[i])
+    return reports
 
 

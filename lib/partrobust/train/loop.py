@@ -27,7 +27,15 @@ from ..attacks import PGD, TradesKL
 from ..core.config import Fraction, Section, diff_flat
 from ..core.device import float32_precision
 from ..core.distributed import SINGLE, Dist, item_seed
-from ..core.fileio import atomic_torch_save, atomic_write_text, file_lock, load_checkpoint, remove_stale_temporaries
+from ..core.fileio import (
+    CorruptCheckpointError,
+    atomic_torch_save,
+    atomic_write_text,
+    check_checkpoint,
+    file_lock,
+    load_checkpoint,
+    remove_stale_temporaries,
+)
 from ..core.seeding import rng_state, set_rng_state
 from ..models.losses import PartLoss, part_model_loss, trades_loss
 from .speed import PLAIN, Speed, apply_speed, compile_report, speed_settings, to_device
@@ -312,6 +320,29 @@ def _checkpoint_config(state: Mapping[str, Any], path: Path, fingerprint: Mappin
         raise ConfigMismatchError(
             f"{path} was written by a different configuration; changed keys:\n  " + "\n  ".join(changed)
             + "\nUse a new run folder (the run id follows the config) or delete the old one.")
+
+
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+_LAST_KEYS = ("model", "optimizer", "scheduler", "rng", "generator", "epoch", "history", "best")
+
+
+def check_phase_files(folder: Path, fingerprint: Mapping[str, Any] | None) -> None:
+    """Checks a phase folder's checkpoints before any compute (memory-mapped, cheap): each must load
+    safely (`UnsafeCheckpointError`, `CorruptCheckpointError`), hold what `fit_phase` wrote
+    (`CorruptCheckpointError` naming the missing entries) and come from this configuration
+    (`ConfigMismatchError` naming the changed keys), so a bad file stops a run before it trains
+    another phase first."""
+    for name in CHECKPOINT_FILES:
+        path = Path(folder) / name
+        if not path.exists():
+            continue
+        state = check_checkpoint(path)
+        needed = _LAST_KEYS if name == "last.pt" else ("model",)
+        missing = [k for k in needed if not isinstance(state, Mapping) or k not in state]
+        if missing:
+            raise CorruptCheckpointError(f"{path}: not a checkpoint of this project (no {', '.join(missing)}); "
+                                         "delete it to start again")
+        _checkpoint_config(state, path, fingerprint)
 
 
 def _write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:

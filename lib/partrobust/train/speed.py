@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..core.config import Section
@@ -39,6 +39,20 @@ class SpeedConfig(Section):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
         "default", description="torch.compile mode (with compile: true)")
     compile_backend: str = Field("inductor", description="torch.compile backend (inductor; aot_eager checks the wiring without a C++ compiler)")
+
+    @field_validator("compile_backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
+        """One of ``torch._dynamo.list_backends()`` (debug backends such as aot_eager included), checked
+        before any compute rather than at the first compiled call."""
+        if backend == "inductor":  # the default: always registered, and importing dynamo costs a second
+            return backend
+        import torch._dynamo
+
+        known = sorted(torch._dynamo.list_backends(exclude_tags=()))
+        if backend not in known:
+            raise ValueError(f"unknown torch.compile backend {backend!r}; known: {', '.join(known)}")
+        return backend
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...core.fileio import load_checkpoint
+
 ENCODER_LAYOUT = "c" + "pcr" * 2 + "m" + "pcr" * 2 + "m" + "pcr" * 4 + "m" + "pcr"
 """vgg_normalised.pth up to relu4_1 (positions 0-30): c conv (no padding), p reflection pad, r ReLU, m max pool."""
 DECODER_LAYOUT = "pcr" + "u" + "pcr" * 4 + "u" + "pcr" * 2 + "u" + "pcr" + "pc"
@@ -45,12 +47,16 @@ def build(layout: str, state: dict[str, torch.Tensor], where: str) -> nn.Sequent
 
 
 def load_network(path: str | Path, layout: str) -> nn.Sequential:
+    """The network of `layout` from a local weight file, read by the project's one safe loader
+    (`partrobust.core.fileio.load_checkpoint`: tensors only, never code; errors name the file)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"AdaIN weight file {path} is a directory; give the .pth file itself")
     if not path.is_file():
         raise FileNotFoundError(f"AdaIN weight file {path} does not exist (it is never downloaded; give a local file)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     return build(layout, state, str(path))
 
 

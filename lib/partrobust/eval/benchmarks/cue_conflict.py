@@ -4,7 +4,8 @@ Each test image keeps its object's shape (and its part mask, and its label: the 
 gets the texture of another class, drawn at random per image (``texture_label``). Two sources:
 
 * ``adain``: AdaIN style transfer (the Stylized-ImageNet procedure the paper used) with the style
-  taken from a random test image of another class; needs local encoder and decoder weight files
+  taken from a random test image of another class, not from a painting as in Stylized-ImageNet
+  (stated in the rows' notes, `DEVIATIONS`); needs local encoder and decoder weight files
   (``eval.style_encoder``, ``eval.style_decoder``; never downloaded).
 * ``builtin``: on the built-in synthetic data, the test image is drawn again with every random
   choice the same but the object's stripes forced to another class's texture. No weights needed,
@@ -23,13 +24,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...core.fileio import CorruptCheckpointError, UnsafeCheckpointError
 from ...data.prepared import PreparedDatasetError
 from ...data.synthetic import SyntheticConfig, rerender_test_sample, synthetic_config
-from .adain import load_pair, stylize
+from .adain import DECODER_LAYOUT, ENCODER_LAYOUT, load_network, load_pair, stylize
 from .base import Benchmark, BenchmarkSettings, Item, Source, accuracy_rows, item_rng, preprocess, sample_exists, write_sample
 
 METRIC = "shape_vs_texture_accuracy"
 SOURCES = ("builtin", "adain")
+DEVIATIONS = {
+    "adain": ("deviation: each style is a random test image of another class (its texture label), not a painting "
+              "as in Stylized-ImageNet"),
+    "builtin": "deviation: the built-in generator redraws the object with another class's stripes (no style transfer)",
+}
+"""Source -> how its images differ from the paper's Stylized-ImageNet cue conflicts (in every result row's note)."""
 
 
 def other_class(label: int, num_classes: int, rng: np.random.Generator) -> int:
@@ -57,9 +65,14 @@ class ShapeVsTexture(Benchmark):
     description = "cue conflict: each test object's shape with another class's texture"
 
     def check_options(self, options: dict[str, Any]) -> None:
-        for key in ("style_encoder", "style_decoder"):
-            if options.get(key) and not Path(options[key]).is_file():
-                raise FileNotFoundError(f"eval.{key}: AdaIN weight file {options[key]} does not exist")
+        """Loads the AdaIN files (safely, cached) before any training: a missing, unsafe, damaged or
+        misshapen file is refused naming its key and the file."""
+        for key, layout in (("style_encoder", ENCODER_LAYOUT), ("style_decoder", DECODER_LAYOUT)):
+            if options.get(key):
+                try:
+                    load_network(options[key], layout)
+                except (OSError, KeyError, ValueError, UnsafeCheckpointError, CorruptCheckpointError) as err:
+                    raise ValueError(f"eval.{key}: {err.args[-1] if isinstance(err, (OSError, KeyError)) else err}") from None
 
     def check(self, source: Source, settings: BenchmarkSettings) -> None:
         self.check_options(settings.options)
@@ -101,7 +114,8 @@ class ShapeVsTexture(Benchmark):
     def score(self, rows: pd.DataFrame, pred: np.ndarray) -> list[dict[str, Any]]:
         shape = pred == rows["label"].to_numpy()
         texture = pred == rows["texture_label"].to_numpy()
-        note = f"{rows['method'].iloc[0]} cue conflict, {len(rows)} test images"
+        method = rows["method"].iloc[0]
+        note = f"{method} cue conflict, {len(rows)} test images; {DEVIATIONS[method]}"
         out = accuracy_rows(rows, shape, METRIC, note=note)
         out += accuracy_rows(rows, texture, "shape_vs_texture_texture_rate", note=note)
         decided = int(shape.sum() + texture.sum())

@@ -97,7 +97,7 @@ def test_01_reruns_with_an_edited_parameter_and_its_progress_bars_are_widgets(ke
     config = {**TINY_RUN, "data": {**TINY_RUN["data"], "root": None}, "progress": True,
               "eval": {**TINY_RUN["eval"], "masking_checks": False}}
     nb = notebook("01_pgd_training")
-    data = edit_parameters(notebook("00_data_prep"), run_dir=str(tmp_path), num_classes=3, image_size=32, n_train=24, n_val=8,
+    data = edit_parameters(notebook("00_data_prep"), run_dir=str(tmp_path), num_classes=3, image_size=32, n_train=32, n_val=16,
                            n_test=8, output_root=str(tmp_path / "data"), progress=False)
     kernel.run(data)
     config["data"]["root"] = str(tmp_path / "data" / "synthetic")
@@ -125,8 +125,8 @@ def test_01_reruns_with_an_edited_parameter_and_its_progress_bars_are_widgets(ke
 
 def test_01_interrupted_training_reruns_in_the_same_kernel(kernel, tmp_path):
     nb = notebook("01_pgd_training")
-    kernel.run(edit_parameters(notebook("00_data_prep"), run_dir=str(tmp_path), num_classes=3, image_size=32, n_train=24,
-                               n_val=8, n_test=8, output_root=str(tmp_path / "data"), progress=False))
+    kernel.run(edit_parameters(notebook("00_data_prep"), run_dir=str(tmp_path), num_classes=3, image_size=32, n_train=32,
+                               n_val=16, n_test=8, output_root=str(tmp_path / "data"), progress=False))
     config = {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(tmp_path / "data" / "synthetic")},
               "model": {**TINY_RUN["model"], "name": "resnet"}, "train": {**TINY_RUN["train"], "epochs_clean": 12, "epochs_adv": 0},
               "eval": {**TINY_RUN["eval"], "masking_checks": False}}

@@ -98,9 +98,6 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
                              "node); --launcher submitit-local runs the same jobs on this machine")
     configs: list[RunConfig] = expand(plan, str(params_file))
     nb_params = notebook_plan(plan, params_file, runs_root, repo)
-    if launcher == "local":  # jobs of a cluster launcher run on other machines, with other devices
-        for config in configs:
-            check_device(config)
     if only is not None or notebooks is not None:  # an explicit selection runs only what it names
         configs = select(configs, only) if only is not None else []
         nb_params = {s: p for s, p in nb_params.items() if notebooks and any(s.startswith(n) for n in notebooks)}
@@ -117,8 +114,10 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
         if missing:
             print("to fetch before training (`make weights`, i.e. python -m partrobust.weights fetch): " + ", ".join(missing))
         return []
-    for config in configs:  # the runs' weights files do not depend on the prepare notebooks: checked before them
+    for config in configs:  # what the runs need to train (not to be listed): checked before the prepare notebooks
         check_weights_file(config)
+        if launcher == "local":  # jobs of a cluster launcher run on other machines, with other devices
+            check_device(config)
     check_writable(experiment_dir, "runs root")
     for stem in (s for s in plan.prepare if s in nb_params):
         _execute(repo, stem, nb_params[stem], experiment_dir, progress, params_file)

@@ -1,4 +1,4 @@
-# partrobust: make smoke | make test | make study | make ablations | make robustness | make figures | make bench | make weights | make nbdime | make lab | make clean
+# partrobust: make install | make smoke | make test | make study | make ablations | make robustness | make figures | make bench | make weights | make nbdime | make lab | make clean
 # Uses the active virtual environment (or conda env) if there is one, else creates .venv.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ endif
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.partrobust-installed
 
-.PHONY: install smoke study ablations robustness figures bench test test-fast weights nbdime lab clean
+.PHONY: install nbfilter smoke study ablations robustness figures bench test test-fast weights nbdime lab clean
 
 install: $(STAMP)
 
@@ -22,7 +22,16 @@ $(STAMP): pyproject.toml
 	"$(PY)" -m pip install --quiet --upgrade pip
 	"$(PY)" -m pip install --quiet -e '.[dev]'
 	"$(PY)" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (partrobust)" >/dev/null
+	@$(MAKE) --no-print-directory nbfilter PY="$(PY)"
 	@touch "$(STAMP)"
+
+# The git clean filter that keeps notebook outputs and Lab's metadata out of git (.gitattributes; once per clone,
+# run by make install): a notebook run and autosaved in Lab keeps its outputs on disk and stays unmodified for git.
+nbfilter:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.partrobust-notebook.clean '"$(PY)" -m partrobust.runs.nbclean' && \
+	  git config filter.partrobust-notebook.smudge cat && \
+	  echo "git: notebook outputs are filtered out (filter.partrobust-notebook)"; fi
 
 # The whole loop on the built-in synthetic data on a CPU: notebooks 00 and 01 -> runs/smoke/
 smoke: install
@@ -84,8 +93,9 @@ nbdime: install
 	git config diff.jupyternotebook.command "$(ENV_DIR)/bin/git-nbdiffdriver diff"
 	git config merge.jupyternotebook.driver "$(ENV_DIR)/bin/git-nbmergedriver merge %O %A %B %L %P"
 
+# JupyterLab on the repository root (notebooks/, runs/, figures/, params/ all open from it), in the notebooks folder.
 lab: install
-	"$(ENV_DIR)/bin/jupyter" lab notebooks/
+	"$(ENV_DIR)/bin/jupyter" lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks
 
 clean:
 	rm -rf runs/smoke runs/builtin

@@ -62,6 +62,30 @@ def test_from_namespace_ignores_modules_functions_and_private_names():
         from_namespace(Demo, ns)
 
 
+
+def test_from_namespace_in_a_kernel_reads_the_last_parameters_cell_and_papermills():
+    """In a kernel (an ``In`` history) only the names the last run parameters cell and papermill's injected cell
+    assign count: later cells' globals do not (a second pass works), a misspelt name in either cell is refused."""
+    own = "# Parameters (papermill overrides these)\nlr = 0.1\nepochs = 2\nmodels = ['x']\n"
+    ns = {"lr": 0.1, "epochs": 2, "models": ["x"], "params": object.__new__(Demo), "out": 3, "Demo": Demo}
+    ns["In"] = ["", "import math", own, "params = from_namespace(Demo, globals())"]
+    assert from_namespace(Demo, ns).epochs == 2, "params and out (later cells' globals) are not parameters"
+    ns["epochs"] = 5  # edited and rerun: the value is the namespace's
+    ns["In"] += ["x = 1", own.replace("epochs = 2", "epochs = 5"), "params = from_namespace(Demo, globals())"]
+    assert from_namespace(Demo, ns).epochs == 5
+    ns["In"] += ["# Parameters\nepohcs = 3\n", "params = from_namespace(Demo, globals())"]  # papermill's injected cell
+    ns["epohcs"] = 3
+    with pytest.raises(ParameterError, match="epohcs"):
+        from_namespace(Demo, ns)
+    ns["In"] += [own + "lr_typo = 1\n", "params = from_namespace(Demo, globals())"]
+    ns["lr_typo"] = 1
+    with pytest.raises(ParameterError, match="lr_typo"):
+        from_namespace(Demo, ns)
+    ns["In"] += [own, "params = from_namespace(Demo, globals())"]  # the typo fixed: the stale global is ignored
+    assert from_namespace(Demo, ns).lr == 0.1
+    with pytest.raises(ParameterError, match="run the parameters cell"):
+        from_namespace(Demo, {**ns, "In": ["", "import math"]})
+
 # The table of bad run-config values and the words their errors must say is in test_reliability.py.
 
 

@@ -29,11 +29,48 @@ PARAM_FILES = sorted((REPO / "params").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_committed_without_outputs_with_one_parameters_cell(path):
+    from partrobust.core.config import PARAMETERS_MARKER
+    from partrobust.runs.nbclean import clean, dumps
+
     nb = json.loads(path.read_text())
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert "".join(tagged[0]["source"]).startswith(PARAMETERS_MARKER + " ("), "from_namespace finds the cell by its first line"
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb["cells"] if c["cell_type"] == "code")
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert dumps(clean(nb)) == path.read_text(), "stored as the git filter (and Jupyter) writes it"
+
+
+def test_git_stores_notebooks_without_outputs(tmp_path):
+    """With the filter make install configures, a notebook run and saved in Lab (outputs, execution counts, Lab's
+    metadata) is unchanged for git (git status may list it until `git add`, which then stages nothing), and what
+    git stores has no outputs."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    git("config", "filter.partrobust-notebook.clean", f"'{sys.executable}' -m partrobust.runs.nbclean")
+    git("config", "filter.partrobust-notebook.smudge", "cat")
+    (tmp_path / ".gitattributes").write_text((REPO / ".gitattributes").read_text())
+    source = REPO / "notebooks" / "01_pgd_training.ipynb"
+    (tmp_path / "nb.ipynb").write_text(source.read_text())
+    git("add", ".")
+    git("commit", "-qm", "x")
+    nb = json.loads(source.read_text())
+    nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.7", "mimetype": "text/x-python", "file_extension": ".py"}
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2, "version_minor": 0}}
+    for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        cell.update(execution_count=i + 1, outputs=[{"name": "stdout", "output_type": "stream", "text": ["x\n"]}])
+        cell["metadata"]["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
+    (tmp_path / "nb.ipynb").write_text(json.dumps(nb, indent=2))
+    assert git("diff") == "", "the saved notebook's content is unchanged for git"
+    git("add", "nb.ipynb")
+    assert git("status", "--porcelain") == "", "nothing to commit"
+    assert '"outputs": []' in git("show", "HEAD:nb.ipynb") and git("show", "HEAD:nb.ipynb") == source.read_text()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -88,6 +125,27 @@ def test_pipeline_rejects_bad_params_before_running(tmp_path):
             run(path, runs_root=runs, repo=REPO, progress=False)
     assert not runs.exists(), "nothing ran"
 
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_dry_run_and_data_conversion_need_no_weights(tmp_path, capsys):
+    """The runs' ImageNet weights are needed to train, not to preview a params file or convert its data: --dry-run
+    lists the missing files as something to fetch, --notebooks 00 prepares the data, a real run is refused first."""
+    data, runs, missing = tmp_path / "data", tmp_path / "runs", tmp_path / "weights" / "resnet50.pth"
+    plan = {"experiment": "noweights",
+            "prepare": {"00_data_prep": {"dataset": "synthetic", "num_classes": 3, "image_size": 16, "n_train": 6, "n_val": 3,
+                                         "n_test": 3, "output_root": str(data), "progress": False}},
+            "config": {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(data / "synthetic")},
+                       "model": {**TINY_RUN["model"], "name": "resnet", "pretrained_baseline": str(missing)}}}
+    params_file = write_params(tmp_path / "noweights.yaml", plan)
+    assert run(params_file, runs_root=runs, repo=REPO, dry_run=True) == []
+    assert f"to fetch before training (`make weights`, i.e. python -m partrobust.weights fetch): {missing}" in capsys.readouterr().out
+    with pytest.raises(ParameterError, match="weights file .* does not exist"):
+        run(params_file, runs_root=runs, repo=REPO, progress=False)
+    assert not data.exists(), "refused before the data notebook"
+    run(params_file, runs_root=runs, repo=REPO, progress=False, notebooks=["00"])
+    assert (data / "synthetic" / "metadata.json").is_file()
 
 @pytest.mark.slow
 @pytest.mark.notebook

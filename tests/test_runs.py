@@ -212,15 +212,52 @@ def test_runs_share_the_training_phases_they_have_in_common(tiny_dataset, tmp_pa
 
 
 def test_listing_reads_progress_without_loading_checkpoints(tmp_path):
-    from partrobust.runs.rundir import describe_progress, write_status
+    from partrobust.runs.rundir import describe_progress, locked, read_status, write_status
 
     run_dir = tmp_path / "run"
     assert describe_progress(run_dir) == "new"
     (run_dir / "train" / "clean").mkdir(parents=True)
-    write_status(run_dir, "running")
-    assert describe_progress(run_dir) == "started"
+    with locked(run_dir):
+        write_status(run_dir, "running")
+        assert describe_progress(run_dir) == "started"
+    assert read_status(run_dir)["state"] == "interrupted", "running, but nobody holds the lock: a dead or interrupted holder"
+    assert describe_progress(run_dir) == "interrupted"
     (run_dir / "train" / "clean" / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
     (run_dir / "train" / "clean" / "last.pt").write_bytes(b"not read by a listing")
-    assert describe_progress(run_dir) == "partial (clean epoch 2)"
+    assert describe_progress(run_dir) == "interrupted (clean epoch 2)"
+    with locked(run_dir):
+        assert describe_progress(run_dir) == "partial (clean epoch 2)"
     write_status(run_dir, "failed", error="x")
     assert describe_progress(run_dir) == "failed"
+
+
+def test_the_lock_belongs_to_the_run_object(tiny_dataset, tmp_path, monkeypatch):
+    """A KeyboardInterrupt in a step marks the run interrupted and releases its lock; a newer Run of the same folder
+    in this process (a rerun notebook cell) takes the lock over; another process is refused while it is held; a
+    garbage-collected Run lets go of it."""
+    import gc
+
+    from partrobust.runs.rundir import lock_held, read_status
+
+    config = tiny_config(tiny_dataset)
+    first = Run(config, "exp", tmp_path).start()
+    assert read_status(first.dir)["state"] == "running" and lock_held(first.dir)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    assert read_status(first.dir)["state"] == "interrupted" and not lock_held(first.dir)
+    monkeypatch.undo()
+
+    second = Run(config, "exp", tmp_path).start()  # the interrupted cell rerun in the same kernel
+    third = Run(config, "exp", tmp_path).start()  # the start cell rerun while `second` still holds the lock
+    assert second._stack is None and third._stack is not None and read_status(third.dir)["state"] == "running"
+    probe = ("import sys; from pathlib import Path; from partrobust.runs.rundir import locked, RunBusyError\n"
+             "try:\n    locked(Path(sys.argv[1])).__enter__()\nexcept RunBusyError:\n    sys.exit(3)")
+    assert subprocess.run([sys.executable, "-c", probe, str(third.dir)]).returncode == 3, "another process is refused"
+    del third
+    gc.collect()
+    assert not lock_held(first.dir) and read_status(first.dir)["state"] == "interrupted"

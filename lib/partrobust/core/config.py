@@ -12,6 +12,7 @@ eps and step sizes are `Fraction` fields: a number in (0, 1] or a fraction strin
 """
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
 import re
@@ -169,22 +170,64 @@ def validate(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
         raise ParameterError(format_validation_error(err, cls, where or cls.__name__)) from None
 
 
-def from_namespace(cls: type[T], namespace: Mapping[str, Any]) -> T:
-    """Builds `cls` from a notebook's globals (the parameters cell plus papermill's injected cell).
+PARAMETERS_MARKER = "# Parameters"
+"""First line of a notebook's parameters cell (``# Parameters (papermill overrides these ...``), and the
+whole first line of the cell papermill injects after it."""
 
-    Every public, non-module, non-callable global is treated as a parameter, so a misspelt
-    name injected by papermill (which only warns about it) raises here instead. Cells before
-    this call should therefore import only modules, functions and classes, not constants.
+
+def from_namespace(cls: type[T], namespace: Mapping[str, Any]) -> T:
+    """Builds `cls` from a notebook's globals: the names its parameters cell (and papermill's injected
+    cell after it) assigns, as they were last run, plus `cls`'s declared fields.
+
+    In a kernel the parameters cell is found in IPython's input history (``In``): the most recent
+    executed cell whose first line starts with ``# Parameters``, together with the papermill cells
+    (first line exactly ``# Parameters``) run after it. A name those cells assign that `cls` does
+    not declare (a misspelt parameter, also one papermill injected) raises; the notebook's other
+    globals (``params``, results of later cells) are ignored, so the notebook reruns in the same
+    kernel, and an edited parameter takes effect when its cell is rerun. Values are read from the
+    namespace. Without an input history (a plain mapping) every public, non-module, non-callable
+    name is a parameter.
     """
-    values = {
-        name: value
-        for name, value in namespace.items()
-        if not name.startswith("_")
-        and name not in _IPYTHON_NAMES
-        and not isinstance(value, types.ModuleType)
-        and not callable(value)
-    }
-    return validate(cls, values, where="notebook parameters")
+    history = namespace.get("In")
+    cells = [c for c in history if isinstance(c, str)] if isinstance(history, list) else []
+    if cells:
+        names = _parameter_cell_names(cells)
+        if names is None:
+            raise ParameterError(f"notebook parameters: run the parameters cell (the one starting {PARAMETERS_MARKER!r}) first")
+        names |= {name for name in cls.model_fields if name in namespace}
+    else:
+        names = {name for name, value in namespace.items() if not name.startswith("_") and name not in _IPYTHON_NAMES
+                 and not isinstance(value, types.ModuleType) and not callable(value)}
+    return validate(cls, {name: namespace[name] for name in names if name in namespace}, where="notebook parameters")
+
+
+def _parameter_cell_names(cells: list[str]) -> set[str] | None:
+    """Names assigned by the last run parameters cell and papermill's cells after it (None: none run)."""
+    names: set[str] | None = None
+    for source in reversed(cells):
+        first = source.lstrip().split("\n", 1)[0].strip()
+        if not first.startswith(PARAMETERS_MARKER):
+            if names is not None and first:  # a parameters cell was found; an older cell ends the walk
+                break
+            continue
+        names = (names or set()) | _assigned_names(source)
+        if first != PARAMETERS_MARKER:  # the notebook's own parameters cell: nothing before it counts
+            break
+    return names
+
+
+def _assigned_names(source: str) -> set[str]:
+    """Top-level names a cell assigns (``a = 1``, ``a: int = 1``, ``a, b = 1, 2``)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise ParameterError(f"notebook parameters: the parameters cell does not parse: {err}") from None
+    names: set[str] = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
 
 
 # --------------------------------------------------------------------------- dotted keys

@@ -1,7 +1,8 @@
 """Each notebook's parameters, as a `Section` that mirrors its ``parameters`` cell (`NOTEBOOK_PARAMS`).
 
-A notebook validates its own globals with its class (`partrobust.core.config.from_namespace`), and
-the pipeline validates a params file's values for every notebook with the same classes before the
+A notebook validates the names its parameters cell (and papermill's injected cell) assigns with its
+class (`partrobust.core.config.from_namespace`; the notebook's other globals are ignored, so it reruns
+in one kernel), and the pipeline validates a params file's values for every notebook with the same classes before the
 first notebook starts (`partrobust.runs.notebooks.check_parameters`). A test checks that each class
 declares exactly the names of its notebook's parameters cell and that the defaults validate.
 """

@@ -73,6 +73,12 @@ def scan_data(configs: list[RunConfig], progress: bool = True) -> None:
         check_limits(config, split_sizes(config.data.labelled_root))
 
 
+def missing_weights(configs: list[RunConfig]) -> list[str]:
+    """The ImageNet weights files the runs name that are not on disk (sorted, each once)."""
+    paths = {str(c.model.pretrained_path) for c in configs if c.model.pretrained_path is not None}
+    return sorted(p for p in paths if not Path(p).is_file())
+
+
 def _rerun_command(params_file: str | Path, stem: str) -> str:
     return f"python -m partrobust.pipeline {params_file} --notebooks {stem}"
 
@@ -92,10 +98,6 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
                              "node); --launcher submitit-local runs the same jobs on this machine")
     configs: list[RunConfig] = expand(plan, str(params_file))
     nb_params = notebook_plan(plan, params_file, runs_root, repo)
-    for config in configs:  # weights files do not depend on the prepare notebooks: check them first
-        check_weights_file(config)
-        if launcher == "local":  # jobs of a cluster launcher run on other machines, with other devices
-            check_device(config)
     if only is not None or notebooks is not None:  # an explicit selection runs only what it names
         configs = select(configs, only) if only is not None else []
         nb_params = {s: p for s, p in nb_params.items() if notebooks and any(s.startswith(n) for n in notebooks)}
@@ -108,7 +110,14 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
             print(f"  notebook {stem} -> {experiment_dir / (stem + '.ipynb')}")
         if configs:
             print(status_table(configs, plan.experiment, runs_root, swept_keys(plan)).to_string(index=False, na_rep="-"))
+        missing = missing_weights(configs)
+        if missing:
+            print("to fetch before training (`make weights`, i.e. python -m partrobust.weights fetch): " + ", ".join(missing))
         return []
+    for config in configs:  # what the runs need to train (not to be listed): checked before the prepare notebooks
+        check_weights_file(config)
+        if launcher == "local":  # jobs of a cluster launcher run on other machines, with other devices
+            check_device(config)
     check_writable(experiment_dir, "runs root")
     for stem in (s for s in plan.prepare if s in nb_params):
         _execute(repo, stem, nb_params[stem], experiment_dir, progress, params_file)

@@ -27,8 +27,9 @@ import os
 import sys
 import time
 import traceback
+import weakref
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 import torch
@@ -94,6 +95,10 @@ def _log(message: str) -> None:
     print(f"[partrobust] {message}", flush=True)
 
 
+_HOLDERS: dict[Path, "weakref.ref[Run]"] = {}
+"""Run folder -> the `Run` object of this process that holds its lock (a newer one takes it over)."""
+
+
 class Run:
     """The steps of one run (notebook 01 and `execute_run` call the same ones).
 
@@ -102,6 +107,11 @@ class Run:
     options, the device and CUDA-only keys, and, for an unfinished run, its existing checkpoints
     and AutoAttack state, and that its folder is writable with room for the checkpoints) and
     raises an error naming the key or file.
+
+    The run's lock belongs to this object (`start` takes it): it is released by `finish`, `fail`,
+    a KeyboardInterrupt in `train`, `evaluate` or `save_figures` (status "interrupted"), a newer
+    `Run` of the same folder started in this process (a notebook cell rerun), or garbage collection.
+    So an interrupted notebook reruns in the same kernel; another process still gets `RunBusyError`.
     """
 
     def __init__(self, config: RunConfig, experiment: str = DEFAULT_EXPERIMENT, runs_root: str | Path = "runs",
@@ -243,8 +253,15 @@ class Run:
         if not self.dist.is_main:
             return self
         claim(self.dir, self.config, self.experiment)
-        self._stack = contextlib.ExitStack()
-        self._stack.enter_context(locked(self.dir))
+        key = self.dir.resolve()
+        earlier = _HOLDERS.get(key, lambda: None)()
+        if earlier is not None and earlier is not self and earlier._stack is not None:
+            _log(f"run {self.id}: an earlier Run of this folder in this process gave up its lock to this one")
+            earlier.interrupt()
+        if self._stack is None:
+            self._stack = contextlib.ExitStack()
+            self._stack.enter_context(locked(self.dir))
+            _HOLDERS[key] = weakref.ref(self)
         if not self.done:
             write_status(self.dir, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S"))
         return self
@@ -263,16 +280,39 @@ class Run:
         return read_status(self.dir)
 
     def fail(self, error: BaseException) -> None:
-        """Marks the run failed with the error, and releases the lock (rank 0)."""
+        """Marks the run failed with the error (interrupted for a KeyboardInterrupt), and releases the lock (rank 0)."""
         if not self.dist.is_main:
+            return
+        if isinstance(error, KeyboardInterrupt):
+            self.interrupt()
             return
         write_status(self.dir, "failed", error=f"{type(error).__name__}: {error}", wall_time_s=round(time.time() - self._t0, 1))
         self.release()
 
+    def interrupt(self) -> None:
+        """Marks a run this object holds as interrupted (resumable from its last epoch) and releases its lock."""
+        if self._stack is not None and self.dist.is_main and read_status(self.dir)["state"] == "running":
+            write_status(self.dir, "interrupted", wall_time_s=round(time.time() - self._t0, 1))
+        self.release()
+
     def release(self) -> None:
+        """Releases the run's lock if this object holds it."""
         if self._stack is not None:
             self._stack.close()
             self._stack = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.release()
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """A step that a KeyboardInterrupt (a notebook's stop button) leaves resumable: status interrupted, lock released."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
 
     # ---- data ------------------------------------------------------------------------------
     @property
@@ -305,6 +345,10 @@ class Run:
         phase identity; ``train/clean`` and ``train/<method>`` in the run folder link to them.
         A run of imported weights (``model.weights``) trains nothing: it loads them.
         """
+        with self._interruptible():
+            return self._train()
+
+    def _train(self) -> FitResult:
         seed_everything(self.config.seed)
         if self._imported is not None:
             self.model = load_imported(build_model(self.model_config), self._imported).to(self.device)
@@ -336,6 +380,10 @@ class Run:
 
         A finished run's results are read back, not recomputed.
         """
+        with self._interruptible():
+            return self._evaluate()
+
+    def _evaluate(self) -> pd.DataFrame:
         if self.done:
             return self.results()
         if self.model is None:
@@ -390,7 +438,10 @@ class Run:
     def save_figures(self) -> list[Path]:
         """Training curves and, for part models, the predicted-mask panel and its data (``examples.npz``, read by
         notebook 05), under ``figures/``."""
+        with self._interruptible():
+            return self._save_figures()
 
+    def _save_figures(self) -> list[Path]:
         history = self.history()
         paths = [] if history.empty else [save_figure(plot_training_history(history, self.id), self.dir / "figures" / "training.png")]
         if self.config.is_part_model:

@@ -5,8 +5,10 @@ Files (all written atomically):
 * ``config.yaml``: the full resolved config, loadable by ``python -m partrobust.run``.
 * ``run.json``: run id, config hash, experiment and the flat identity; a folder whose
   ``run.json`` holds another hash is refused (`ConfigMismatchError` naming the changed keys).
-* ``status.json``: ``state`` (``running``, ``done``, ``failed``), times, key metrics or the error
-  (with the failing notebook cell, for runs executed as notebooks).
+* ``status.json``: ``state`` (``running``, ``done``, ``failed``, ``interrupted``), times, key metrics
+  or the error (with the failing notebook cell, for runs executed as notebooks). A ``running``
+  status whose lock nobody holds (its process died, or its kernel was interrupted) reads as
+  ``interrupted`` (`read_status`): rerunning resumes it from its last epoch.
 * ``.lock``: an exclusive ``flock`` held while a process works on the run, so two processes
   never train the same run at once (`RunBusyError`).
 
@@ -15,6 +17,7 @@ Training writes ``train/<phase>/{last,best}.pt`` and ``history.jsonl``; evaluati
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import time
 from contextlib import contextmanager
@@ -69,11 +72,33 @@ def claim(run_dir: Path, config: RunConfig, experiment: str) -> None:
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """The run's status; ``{"state": "new"}`` for a folder that never started."""
+    """The run's status; ``{"state": "new"}`` for a folder that never started.
+
+    A ``running`` status whose lock nobody holds is stale (its holder died or was interrupted):
+    it reads as ``interrupted``, with ``"stale": true``.
+    """
     path = run_dir / STATUS_FILE
     if not path.is_file():
         return {"state": "new"}
-    return json.loads(path.read_text())
+    status = json.loads(path.read_text())
+    if status.get("state") == "running" and not lock_held(run_dir):
+        status.update(state="interrupted", stale=True)
+    return status
+
+
+def lock_held(run_dir: Path) -> bool:
+    """Whether some open file (any process, this one included) holds the run's lock now."""
+    try:
+        handle = open(run_dir / LOCK_FILE, "rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def write_status(run_dir: Path, state: str, **fields: Any) -> dict[str, Any]:
@@ -88,7 +113,7 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> dict[str, Any]:
 
 
 def describe_progress(run_dir: Path) -> str:
-    """One word or phrase for listings: new, done, failed, running or how far training got."""
+    """One word or phrase for listings: new, done, failed, started, interrupted, or how far training got."""
     status = read_status(run_dir)
     state = status["state"]
     if state in ("done", "failed"):
@@ -97,9 +122,10 @@ def describe_progress(run_dir: Path) -> str:
     for history in sorted((run_dir / TRAIN_DIR).glob("*/history.jsonl")):  # written every epoch; cheap to read
         epochs = sum(1 for line in history.read_text().splitlines() if line.strip())
         phases.append(f"{history.parent.name} epoch {epochs}")
+    word = {"running": "started", "interrupted": "interrupted"}.get(state, "new")
     if phases:
-        return "partial (" + ", ".join(phases) + ")"
-    return "started" if state == "running" else "new"
+        return ("partial (" if state != "interrupted" else "interrupted (") + ", ".join(phases) + ")"
+    return word
 
 
 @contextmanager

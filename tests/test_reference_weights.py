@@ -24,6 +24,7 @@ from partrobust.models.imported import load_imported, read_imported, write_impor
 from partrobust.models.reference import ReferenceImportError, experiment_settings
 from partrobust.models.weights import import_reference
 from partrobust.models.weights import main as weights_main
+from partrobust.runs import pipeline
 from partrobust.runs.run import Run, execute_run
 from partrobust.runs.runconfig import make_run_config, run_id
 from partrobust.runs.sweep import expand, load_plan
@@ -273,8 +274,9 @@ def test_a_run_of_imported_weights_is_refused_before_compute_when_they_do_not_fi
     assert run_id(make_run_config(values, {"model.weights": str(other)})) != run_id(config)
     with pytest.raises(ParameterError, match=r"model\.weights_sha256: .* the file changed"):
         make_run_config(values, {"model.weights_sha256": "0" * 64})
+    absent = make_run_config(values, {"model.weights": str(tmp_path / "absent.pt")})  # a preview may list it ...
     with pytest.raises(ParameterError, match=r"model\.weights: .*absent\.pt does not exist.*import-reference"):
-        make_run_config(values, {"model.weights": str(tmp_path / "absent.pt")})
+        Run(absent, runs_root=tmp_path / "runs")  # ... a run refuses it before compute
     with pytest.raises(ParameterError, match=r"model\.weights_training: .* holds pgd training, the run says trades"):
         Run(make_run_config(values, {"model.weights_training": "trades"}), runs_root=tmp_path / "runs")
     with pytest.raises(ParameterError, match=r"model\.name: .* holds a bbox model, the run says downsampled"):
@@ -334,3 +336,12 @@ def test_the_run_id_follows_the_weights_hash_not_their_path(tmp_path, tiny_datas
     moved = tmp_path / "elsewhere.pt"
     moved.write_bytes(weights.read_bytes())
     assert run_id(make_run_config(values)) == run_id(make_run_config(values, {"model.weights": str(moved)}))
+
+
+def test_a_preview_of_the_released_sweep_lists_the_files_to_import(tmp_path, capsys):
+    """`--dry-run` works before anything is imported: it lists the nine files to import instead of refusing."""
+    assert pipeline.run(REPO / "params" / "part_imagenet_released.yaml", runs_root=tmp_path, dry_run=True, repo=REPO) == []
+    shown = capsys.readouterr().out
+    listed = shown.split("to import before evaluating", 1)[1]
+    assert all(f"runs/released/part_imagenet/{m}-{t}.pt" in listed for m in ("resnet", "downsampled", "bbox")
+               for t in ("normal", "pgd", "trades"))

@@ -74,9 +74,8 @@ class ModelSpec(Section):
                              "the run config written by `python -m partrobust.weights import-reference` has it")
         try:
             digest = sha256_of(self.weights)
-        except FileNotFoundError:
-            raise ValueError(f"model.weights: {self.weights} does not exist; write it with `python -m partrobust.weights "
-                             "import-reference FILE --model M --dataset D`") from None
+        except FileNotFoundError:  # not imported yet: a preview lists it, a run refuses it before compute
+            return self
         if self.weights_sha256 is None:
             self.weights_sha256 = digest
         elif self.weights_sha256 != digest:

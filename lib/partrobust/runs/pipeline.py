@@ -79,6 +79,11 @@ def missing_weights(configs: list[RunConfig]) -> list[str]:
     return sorted(p for p in paths if not Path(p).is_file())
 
 
+def missing_imports(configs: list[RunConfig]) -> list[str]:
+    """The imported weights files (``model.weights``) the runs evaluate that are not on disk yet (sorted)."""
+    return sorted({str(c.model.weights) for c in configs if c.model.weights is not None and not Path(c.model.weights).is_file()})
+
+
 def _rerun_command(params_file: str | Path, stem: str) -> str:
     return f"python -m partrobust.pipeline {params_file} --notebooks {stem}"
 
@@ -113,6 +118,10 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
         missing = missing_weights(configs)
         if missing:
             print("to fetch before training (`make weights`, i.e. python -m partrobust.weights fetch): " + ", ".join(missing))
+        unimported = missing_imports(configs)
+        if unimported:
+            print("to import before evaluating (python -m partrobust.weights import-reference FILE --model M --dataset D; "
+                  "their run ids then include the files' SHA-256): " + ", ".join(unimported))
         return []
     for config in configs:  # what the runs need to train (not to be listed): checked before the prepare notebooks
         check_weights_file(config)

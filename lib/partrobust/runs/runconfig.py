@@ -131,7 +131,12 @@ class RunConfig(Section):
 def check_weights_file(config: RunConfig) -> None:
     """Refuses a run whose ImageNet weights file is absent, a folder, unsafe, damaged or not a state dict of
     tensors (`ParameterError` naming the key and the file); cheap: the file is memory-mapped, not read.
-    Whether its keys fit the model is checked when the run builds it (`partrobust.runs.run.Run`)."""
+    Whether its keys fit the model is checked when the run builds it (`partrobust.runs.run.Run`).
+    Imported weights (``model.weights``) must have been imported: their hash is the run's identity."""
+    imported = config.model.weights
+    if imported is not None and (not Path(imported).is_file() or config.model.weights_sha256 is None):
+        raise ParameterError(f"model.weights: {imported} does not exist; write it with `python -m partrobust.weights "
+                             "import-reference FILE --model M --dataset D` (the authors' released files)")
     path = config.model.pretrained_path
     if path is None:
         return

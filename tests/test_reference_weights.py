@@ -14,8 +14,6 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, tiny_run_values
-from reference_fixtures import checkpoint, namespace, our_model, reference_model
-
 from partrobust.core.config import ParameterError
 from partrobust.core.fileio import UnsafeCheckpointError, load_checkpoint
 from partrobust.data import validate_prepared
@@ -28,6 +26,7 @@ from partrobust.runs import pipeline
 from partrobust.runs.run import Run, execute_run
 from partrobust.runs.runconfig import make_run_config, run_id
 from partrobust.runs.sweep import expand, load_plan
+from reference_fixtures import checkpoint, namespace, our_model, reference_model
 
 TINY = {"resnet": "resnet10t", "downsampled": "tu-resnet10t", "bbox": "tu-resnet10t"}
 DATASETS = ("part_imagenet", "cityscapes", "pascal_part")

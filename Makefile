@@ -45,14 +45,14 @@ study: install
 	"$(PY)" -m partrobust.report.readme figures/builtin_study/table.md builtin-study-table
 	"$(PY)" -m partrobust.figures
 
-# Notebook 03's default ablations on the built-in data (41 runs, one seed, about 56 minutes on 2 CPU cores):
+# Notebook 03's default ablations on the built-in data (39 runs, 31 of them trained, one seed, about 56 minutes on 2 CPU cores):
 # its figures and results snapshot in figures/builtin_ablations/, then the paper's figures and figures/REPORT.md.
 ablations: install
 	"$(PY)" -m partrobust.pipeline params/ablations_smoke.yaml --runner process
 	"$(PY)" -m partrobust.figures runs/ablations_smoke --snapshot figures/builtin_ablations
 	"$(PY)" -m partrobust.figures
 
-# Notebook 04's default study on the built-in data (16 runs, about 20 minutes on 2 CPU cores): the
+# Notebook 04's default study on the built-in data (12 runs + 4 texture-cue runs, about 23 minutes on 2 CPU cores): the
 # benchmarks, mean ± CI and t-tests, the texture-cue check; its results snapshot in
 # figures/builtin_robustness/, then the paper's figures and figures/REPORT.md.
 robustness: install

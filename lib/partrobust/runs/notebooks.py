@@ -54,12 +54,14 @@ def python_kernel() -> str:
     (child processes inherit it), under a name derived from ``sys.executable``. So a notebook always
     runs in the interpreter, virtual environment and package that started it, whatever kernel specs
     named ``python3`` are installed elsewhere. Idempotent; safe when several processes call it at once.
+    The kernel logs only its errors: ipykernel's own start-up warning about a local TCP connection would
+    otherwise be printed by every batch run (warnings of the notebook's code still reach its outputs).
     """
     executable = sys.executable
     name = "partrobust-" + hashlib.sha256(executable.encode()).hexdigest()[:12]
     user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     root = Path(os.environ.get(KERNELS_ENV) or Path(tempfile.gettempdir()) / f"partrobust-jupyter-{user}")
-    spec = {"argv": [executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    spec = {"argv": [executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=ERROR"],
             "display_name": f"Python ({executable})", "language": "python", "metadata": {"debugger": True}}
     path, text = root / "kernels" / name / "kernel.json", json.dumps(spec, indent=1) + "\n"
     if not path.is_file() or path.read_text() != text:  # written once per interpreter, atomically (concurrent callers)

@@ -2,6 +2,7 @@
 tiny synthetic dataset in the prepared format (generated once per session), the values of a run on it
 that trains in seconds, and the tiny runs the report notebooks read (trained once per session, in
 this process)."""
+import hashlib
 import os
 
 # Before torch is imported: one thread per test process, inherited by every subprocess and notebook
@@ -86,6 +87,11 @@ TINY_RUN = {
 def tiny_run_values(dataset: Path | str) -> dict:
     """Run-config values of a seconds-long CPU run on `dataset` (import with ``from conftest import ...``)."""
     return {**TINY_RUN, "data": {**TINY_RUN["data"], "root": str(dataset)}}
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under `folder`, by relative path (byte-identity checks of generated outputs)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def write_params(path: Path, plan: dict) -> Path:

@@ -1,7 +1,6 @@
 """Notebook 05's library: paper tables, the side-by-side join, claims, figures, byte-identical outputs."""
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -20,7 +19,9 @@ from partrobust.report import sweep_analysis as analysis  # noqa: E402
 from partrobust.runs import figures_command  # noqa: E402
 from partrobust.core.results import RESULTS_FILE, read_results  # noqa: E402
 from partrobust.report.masks import load_examples, save_examples  # noqa: E402
+from conftest import digests  # noqa: E402
 from test_analysis import acc, frame, run_rows  # noqa: E402
+from test_plain_clone import figures_in_a_plain_clone  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO / "figures" / "builtin_study"
@@ -242,36 +243,18 @@ def test_sweep_figures_are_missing_until_a_column_varies():
     assert list(line.get_xdata()) == [8.0, 16.0] and list(line.get_ydata()) == [30.0, 9.0]
 
 
-def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def make_figures_twice(tmp_path: Path, *extra: str) -> dict[str, str]:
-    """`python -m partrobust.figures` on the committed snapshots into two folders; their digests, asserted equal."""
-    snapshots = [str(p.parent) for p in sorted(Path("figures").glob(f"*/{RESULTS_FILE}"))]
-    assert "figures/builtin_study" in snapshots
-    outputs = []
-    for attempt in ("a", "b"):
-        out = tmp_path / attempt
-        assert figures_command.main([*snapshots, "--output", str(out), *extra]) == 0
-        outputs.append(digests(out))
-    assert outputs[0] == outputs[1], "the same results must give the same bytes"
-    return outputs[0]
-
-
 @pytest.fixture(scope="module")
 def made_figures(tmp_path_factory) -> dict[str, str]:
-    """`make figures` on the committed snapshots twice, once per module: the digests (`make_figures_twice`
-    asserts the two runs equal)."""
-    tmp = tmp_path_factory.mktemp("make_figures")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(REPO)
-        return make_figures_twice(tmp)
+    """`make figures` once per module, in a plain copy of the repository with nothing beside it
+    (`python -m partrobust.figures` in a subprocess, default inputs: the committed snapshots): its digests.
+    Compared with the committed figures, written by an earlier process, they show that the same results
+    give the same bytes and that nothing outside the repository is read."""
+    return digests(figures_in_a_plain_clone(tmp_path_factory.mktemp("make_figures")))
 
 
 @pytest.mark.slow
 def test_make_figures_is_byte_identical(made_figures):
-    """The same results give the same bytes."""
+    """Every figure and table is made (their bytes are compared with the committed ones below)."""
     assert {"REPORT.md", "paper/fig04_tradeoff.png", "paper/fig04_tradeoff.pdf", "paper/tables/table01.md",
             "paper/side_by_side.csv"} <= set(made_figures)
     assert any(name.startswith("paper/fig05_masks_") for name in made_figures)

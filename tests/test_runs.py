@@ -17,6 +17,7 @@ from conftest import REPO, tiny_run_values
 from partrobust.data.loaders import LoaderConfig, build_loaders
 from partrobust.models import ModelConfig, build_model
 from partrobust.core.results import gather_results
+from partrobust.runs.pipeline import main as pipeline_main
 from partrobust.runs.run import Run, execute_run
 from partrobust.runs.run import main as run_main
 from partrobust.runs.runconfig import identity, make_run_config, run_id
@@ -111,7 +112,7 @@ def test_training_precision_is_scoped_and_evaluation_runs_in_fp32(tiny_dataset, 
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others(tiny_dataset, tmp_path):
+def test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others(tiny_dataset, tmp_path, monkeypatch, capsys):
     params = write_plan(tmp_path / "sweep.yaml", tiny_dataset, [
         {"grid": {"seed": [1, 2, 3]}, "set": {"train.epochs_clean": 2}},
         {"set": {"seed": 4, "train.lr": 1e30}},  # valid input that diverges: fails while training (bad input is refused up front)
@@ -145,7 +146,9 @@ def test_killed_sweep_resumes_and_a_failing_run_does_not_stop_the_others(tiny_da
     results = gather_results(runs / "sweep")
     assert sorted(results.seed.unique()) == [1, 2, 3]
 
-    listing = pipeline(*args, "--dry-run", timeout=120).stdout
+    monkeypatch.chdir(REPO)  # the listing in this process (the same command's main)
+    assert pipeline_main([*args, "--dry-run"]) == 0
+    listing = capsys.readouterr().out
     statuses = [line.split()[-1] for line in listing.splitlines() if line.startswith(("bbox-", "resnet-"))]
     assert sorted(statuses) == ["done", "done", "done", "failed"], listing
 

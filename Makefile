@@ -68,7 +68,7 @@ figures: install
 
 # How fast this machine trains and attacks (img/s, memory, TFLOP/s, MFU, ratio to fp32, Table 1 GPU-hours):
 # Part-ImageNet shapes on a GPU (a few minutes; BENCH_ARGS=--compile adds torch.compile), tiny shapes on a CPU
-# (under a minute) -> runs/bench/bench-<cuda|cpu>.csv.
+# (about 30 s on 2 cores, measured 2026-12-04) -> runs/bench/bench-<cuda|cpu>.csv.
 bench: install
 	"$(PY)" -m partrobust.bench $(BENCH_ARGS)
 

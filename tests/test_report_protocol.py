@@ -2,6 +2,8 @@
 seeds that are trained models, sizes that are tested, and how every number was measured."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -212,6 +214,14 @@ def test_chance_level_baselines_are_flagged_not_counted():
             for s in range(3) for m, c, a in [("resnet", 21.0, 1.0), ("downsampled", 40.0, 18.0), ("bbox", 50.0, 14.0)]]
     status, evidence = _table1_claim(frame(*runs))
     assert status == "inconclusive" and "chance level" in evidence
+
+
+def test_chance_level_follows_each_datasets_class_count():
+    # Cityscapes is the paper's human-vs-vehicle task: 2 classes, so a 60 % baseline is still near chance
+    assert paper.chance_level("cityscapes") == 50.0
+    assert paper.at_chance(60.0, "cityscapes") and not paper.at_chance(80.0, "cityscapes")
+    assert paper.chance_level("part_imagenet") == 100.0 / 11 and paper.chance_level("pascal_part") == 20.0
+    assert math.isnan(paper.chance_level("some_other_dataset"))
 
 
 def test_table1_is_printed_as_the_papers_grid():

@@ -32,6 +32,7 @@ import pandas as pd
 from ..core.results import eps_text, setting_columns
 from ..data.synthetic import DATASET_NAME as BUILTIN_DATASET
 from ..data.synthetic import SyntheticConfig
+from ..models.counts import PAPER_DATASETS
 from .matching import SWEEP_SETUP, _in_sweep_setup, _key
 from .paper_tables import load_paper_table
 from .protocol import LIMIT_COLUMN, with_protocol
@@ -222,15 +223,16 @@ def settings(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     return out
 
 
-CLASSES = {"part_imagenet": 11, "cityscapes": 3, "pascal_part": 5}
-"""Classes per paper dataset (chance level 100/C %); built-in data: `SyntheticConfig`'s default."""
 CHANCE_FACTOR = 1.5
 """A baseline whose clean accuracy is below this multiple of chance level is no evidence that another model wins."""
 
 
 def chance_level(source: str) -> float:
     """Chance accuracy (%) of a source or dataset: 100 / classes (NaN when the class count is unknown)."""
-    classes = SyntheticConfig().num_classes if is_builtin_source(source) or is_builtin(source) else CLASSES.get(source)
+    if is_builtin_source(source) or is_builtin(source):
+        classes = SyntheticConfig().num_classes
+    else:
+        classes = PAPER_DATASETS[source][0] if source in PAPER_DATASETS else None
     return math.nan if classes is None else 100.0 / classes
 
 

@@ -32,7 +32,7 @@ from ..train.loop import TrainConfig
 from .ablations import verdict_label_kinds, verdict_part_labels, verdict_two_stage
 from .masking_verdicts import cap_masking_claim
 from .paper import BUILTIN_SOURCE, MAKE_TARGETS, at_chance, chance_level, in_main_setup, is_builtin_source, with_source
-from .stats import t_test
+from .stats import seed_samples, t_test
 from .style import model_label
 from .sweep_analysis import frontier, wide_runs
 
@@ -95,7 +95,7 @@ def status_of(comparisons: list[Comparison]) -> str:
 def _values(results: pd.DataFrame, run_ids: str, metric: str) -> np.ndarray:
     """One value per seed (a trained model; its runs, e.g. re-evaluations, averaged) of `metric` in `run_ids`."""
     rows = results[results["run_id"].isin(run_ids.split()) & (results["metric"] == metric)]
-    return rows.groupby("run_id").agg(value=("value", "mean"), seed=("seed", "first")).groupby("seed")["value"].mean().to_numpy(float)
+    return seed_samples(rows).to_numpy(float)
 
 
 RECIPES = {"main": ("params/{dataset}.yaml", "builtin_study"), "ablations": ("params/{dataset}_ablations.yaml", "ablations_smoke"),

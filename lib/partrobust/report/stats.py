@@ -48,6 +48,15 @@ def t_test(a: Sequence[float], b: Sequence[float], equal_var: bool = False) -> t
 OVER_SEEDS_COLUMNS = ["mean", "sd", "ci_low", "ci_high", "half_width", "confidence", "seeds", "n", "run_ids"]
 
 
+def seed_samples(rows: pd.DataFrame) -> pd.Series:
+    """One value per seed, i.e. per trained model, of `rows` (``run_id``, ``seed``, ``value``): each run's rows
+    averaged, then the runs of one seed (re-evaluations of the same trained model) averaged. Indexed by seed,
+    in the order of first appearance; runs without a seed (NaN) are one sample together. `over_seeds` and the
+    claims' t-tests (`partrobust.report.claims`) take their samples from here."""
+    per_run = rows.groupby("run_id", sort=False).agg(value=("value", "mean"), seed=("seed", "first"))
+    return per_run.groupby("seed", sort=False, dropna=False)["value"].mean()
+
+
 def over_seeds(frame: pd.DataFrame, by: Sequence[str], confidence: float = 0.95, *, one_run_per_seed: bool = True,
                sort: bool = False) -> pd.DataFrame:
     """The mean and Student-t interval over seeds: one row per group of runs equal in `by`.
@@ -71,7 +80,7 @@ def over_seeds(frame: pd.DataFrame, by: Sequence[str], confidence: float = 0.95,
         if one_run_per_seed and per_run["seed"].duplicated().any():
             shared = per_run.index[per_run["seed"].duplicated(keep=False)].tolist()
             raise ValueError(f"{dict(zip(by, keys))}: several runs share a seed ({shared}); group by the keys that tell them apart")
-        per_seed = per_run.groupby("seed", sort=False, dropna=False)["value"].mean()  # one sample per trained model
+        per_seed = seed_samples(group)  # one sample per trained model
         mean, half = mean_ci(per_seed.to_numpy(float), confidence)
         rows.append({**dict(zip(by, keys)), "mean": mean, "sd": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else math.nan,
                      "ci_low": mean - half, "ci_high": mean + half, "half_width": half, "confidence": confidence,

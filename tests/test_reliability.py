@@ -1008,6 +1008,29 @@ def test_one_error_path_sorts_errors_and_notebook_failures_alike():
     assert not is_input_error("FloatingPointError: clean 1/1: non-finite loss")
 
 
+def test_both_commands_end_an_error_the_same_way(capsys):
+    """`report_exit`, the one ``except`` of ``partrobust.run`` and ``partrobust.pipeline``: a traceback only for an
+    unexpected failure, then the one line."""
+    from partrobust.runs.errors import report_exit
+    from partrobust.runs.notebooks import NotebookFailed
+    from partrobust.runs.run import RunFailed
+
+    def ended_with(err: BaseException) -> tuple[int, str]:
+        try:
+            raise err
+        except Exception as caught:  # noqa: BLE001 - as the commands catch it
+            code = report_exit(caught)
+        return code, capsys.readouterr().err
+
+    code, err = ended_with(FloatingPointError("clean 1/1: non-finite loss"))
+    assert code == 1 and "Traceback" in err and err.endswith("failed: FloatingPointError: clean 1/1: non-finite loss\n")
+    for described in (RunFailed("run r: see status.json"), NotebookFailed("01", 3, "x = 1 / 0", "ZeroDivisionError", Path("o.ipynb"))):
+        code, err = ended_with(described)
+        assert code == 1 and err == f"failed: {described}\n"
+    code, err = ended_with(ParameterError("train.lr: must be > 0"))
+    assert code == 2 and err == "error: train.lr: must be > 0\n"
+
+
 def test_a_run_report_quotes_the_run_s_closing_message():
     from partrobust.runs.sweep import _last_message
 

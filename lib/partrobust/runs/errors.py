@@ -13,6 +13,9 @@ executed as notebook 01 ends with the same status as ``python -m partrobust.run`
 """
 from __future__ import annotations
 
+import sys
+import traceback
+
 from ..core.config import ParameterError
 from ..core.fileio import CorruptCheckpointError, UnsafeCheckpointError
 from ..data.prepared import PreparedDatasetError
@@ -43,11 +46,26 @@ def is_busy_error(error_line: str) -> bool:
     return error_line.split(":", 1)[0].strip() == RunBusyError.__name__
 
 
+DESCRIBED_FAILURES = ("RunFailed", "NotebookFailed")
+"""Failures whose message already says what failed and where (the run's status.json, the executed notebook):
+no class name in their line and no traceback."""
+
+
 def exit_status(err: BaseException) -> tuple[int, str]:
     """(exit status, the one line for stderr) of the error a command ends with."""
     if isinstance(err, RunBusyError):
         return EXIT_BUSY, f"busy: {err}"
     if isinstance(err, INPUT_ERRORS):
         return EXIT_INPUT, f"error: {err}"
-    return EXIT_FAILED, f"failed: {err}" if type(err).__name__ in ("RunFailed", "NotebookFailed") else \
+    return EXIT_FAILED, f"failed: {err}" if type(err).__name__ in DESCRIBED_FAILURES else \
         f"failed: {type(err).__name__}: {err}"
+
+
+def report_exit(err: BaseException) -> int:
+    """Prints the error a command ends with as its one stderr line (after the traceback of an unexpected
+    failure) and returns the exit status. Call it from the ``except`` block that caught `err`."""
+    code, line = exit_status(err)
+    if code == EXIT_FAILED and type(err).__name__ not in DESCRIBED_FAILURES:
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+    return code

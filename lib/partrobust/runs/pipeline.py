@@ -29,7 +29,6 @@ import argparse
 import os
 import shutil
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from ..core.config import ParameterError
 from ..core.fileio import check_writable
 from ..core.paths import find_repo_root, refuse_source_location
 from ..data import scan_prepared
-from .errors import EXIT_BUSY, EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputRefused, exit_status, is_input_error
+from .errors import EXIT_BUSY, EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputRefused, is_input_error, report_exit
 from .launcher import LAUNCHERS, launcher_config, run_jobs
 from .notebooks import NotebookFailed, check_parameters, execute
 from .runconfig import RunConfig, check_device, check_limits, check_weights_file, split_sizes, used_rows
@@ -190,11 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                       runs_root=args.runs_root, dry_run=args.dry_run, progress=not args.no_progress,
                       launcher=args.launcher, launcher_flags=flags)
     except Exception as err:  # noqa: BLE001 - one line and an exit status for every error (partrobust.runs.errors)
-        code, line = exit_status(err)
-        if code == EXIT_FAILED and not isinstance(err, NotebookFailed):
-            traceback.print_exc()
-        print(line, file=sys.stderr)
-        return code
+        return report_exit(err)
     return exit_code(reports)
 
 

@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import time
-import traceback
 import weakref
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -66,7 +65,7 @@ from ..report.masks import EXAMPLES_FILE, load_examples, plot_examples, save_exa
 from ..report.style import save_figure
 from ..train.loop import FitResult, check_phase_files, fit
 from ..train.speed import apply_speed, compile_report, resolve_speed, speed_settings
-from .errors import InputRefused, exit_status, is_busy_error, is_input_error
+from .errors import InputRefused, is_busy_error, is_input_error, report_exit
 from .notebooks import NotebookFailed, execute
 from .records import result_rows, write_manifest
 from .runconfig import (
@@ -574,11 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = execute_run_notebook if args.notebook else execute_run
         runner(config, experiment, args.runs_root, run_dir)
     except Exception as err:  # noqa: BLE001 - one line and an exit status for every error (partrobust.runs.errors)
-        code, line = exit_status(err)
-        if code == 1 and not isinstance(err, RunFailed):
-            traceback.print_exc()  # an unexpected failure: the traceback helps (status.json records it too)
-        print(line, file=sys.stderr)
-        return code
+        return report_exit(err)
     finally:
         distributed.teardown()
     return 0

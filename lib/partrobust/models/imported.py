@@ -31,14 +31,18 @@ class ImportedWeightsError(ValueError):
     """An imported weights file that is not one, or does not fit the run that names it."""
 
 
+def function_config(config: ModelConfig) -> dict[str, Any]:
+    """What an imported file records of `config`, and what a run must match: name, sizes and `FUNCTION_KEYS`."""
+    return {"name": config.name, "num_classes": config.num_classes, "num_parts": config.num_parts,
+            **{k: getattr(config, k) for k in FUNCTION_KEYS.get(config.name, ())}}
+
+
 def write_imported(path: str | Path, state_dict: Mapping[str, Any], config: ModelConfig, training: str, dataset: str,
                    source: Mapping[str, Any]) -> Path:
     """Writes weights trained elsewhere as an imported checkpoint for `config` (only its function keys are kept)."""
     if training not in TRAININGS:
         raise ImportedWeightsError(f"training must be one of {TRAININGS}, got {training!r}")
-    model_config = {"name": config.name, "num_classes": config.num_classes, "num_parts": config.num_parts,
-                    **{k: getattr(config, k) for k in FUNCTION_KEYS.get(config.name, ())}}
-    atomic_torch_save({"format": FORMAT, "model": dict(state_dict), "model_config": model_config, "training": training,
+    atomic_torch_save({"format": FORMAT, "model": dict(state_dict), "model_config": function_config(config), "training": training,
                        "dataset": dataset, "source": dict(source)}, path)
     return Path(path)
 
@@ -54,9 +58,7 @@ def read_imported(path: str | Path) -> dict[str, Any]:
 
 def check_imported(state: Mapping[str, Any], config: ModelConfig, training: str, path: str | Path) -> None:
     """Refuses `state` when its model, sizes, function-changing settings or training differ from the run's."""
-    stored = state["model_config"]
-    wanted = {"name": config.name, "num_classes": config.num_classes, "num_parts": config.num_parts,
-              **{k: getattr(config, k) for k in FUNCTION_KEYS.get(config.name, ())}}
+    stored, wanted = state["model_config"], function_config(config)
     if stored.get("name") != config.name:
         raise ImportedWeightsError(f"model.name: {path} holds a {stored.get('name')} model, the run says {config.name}")
     diff = [f"{'model.' if k not in ('num_classes', 'num_parts') else 'dataset '}{k}: file {stored.get(k)!r}, run {v!r}"

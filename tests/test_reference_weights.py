@@ -116,6 +116,13 @@ def test_the_command_prints_what_it_read_and_wrote(tmp_path, capsys, monkeypatch
     assert weights_main(["import-reference", str(tmp_path / "bbox.pth"), "--model", "downsampled", "--dataset", "pascal_part",
                          "--out", str(tmp_path / "x.pt")]) == 2
     assert "wrong model type" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    base = ["import-reference", str(tmp_path / "bbox.pth"), "--model", "bbox", "--dataset", "pascal_part", "--out", str(tmp_path / "x.pt")]
+    assert weights_main([*base, "--eps", "16/255"]) == 2  # --eps is read as the run configs read budgets
+    assert "args.epsilon is 0.031373 = 8.00/255, not the expected 16.00/255" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        weights_main([*base, "--eps", "eight"])
+    assert stop.value.code == 2 and "--eps: expected a number or a fraction string like '8/255', got 'eight'" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
 
 
 # --------------------------------------------------------------------------- refused by name

@@ -42,9 +42,11 @@ import torch
 import yaml
 
 from ..core.checksum import sha256_of
+from ..core.config import ParameterError, parse_fraction
 from ..core.fileio import atomic_write_text, load_checkpoint, temporary_sibling
 from ..core.paths import find_repo_root
 from . import ModelConfig, build_model, load_backbone_weights
+from .config import TRAININGS
 from .counts import PAPER_DATASETS
 from .imported import write_imported
 from .reference import REFERENCE_MODELS, ReferenceImportError, check_args, experiment_settings, map_state_dict
@@ -275,6 +277,14 @@ def import_reference(path: str | Path, model: str, dataset: str, out: str | Path
     return ImportResult(out, config_path, digest, layout.era, ref.training, spec, lines)
 
 
+def _budget(text: str) -> float:
+    """``--eps``: a budget as the run configs take it (``8/255`` or a number), refused by argparse otherwise."""
+    try:
+        return parse_fraction(text, "--eps")
+    except ParameterError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_dir(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("--dir", type=Path, default=default, help=f"cache folder (default {DEFAULT_DIR})")
 
@@ -292,19 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--dataset", required=True, choices=tuple(PAPER_DATASETS))
     imp.add_argument("--out", type=Path, help="our checkpoint (default runs/released/<dataset>/<model>-<training>.pt)")
     imp.add_argument("--data-root", help="prepared dataset of the run config (default data/prepared/<dataset>)")
-    imp.add_argument("--training", choices=("normal", "pgd", "trades"), help="required for a bare state dict; else checked")
+    imp.add_argument("--training", choices=TRAININGS, help="required for a bare state dict; else checked")
     imp.add_argument("--backbone", help="ResNet of a bare state dict (default resnet50); else checked")
-    imp.add_argument("--eps", default="8/255", help="the budget args.epsilon must have (default 8/255)")
+    imp.add_argument("--eps", type=_budget, default="8/255", help="the budget args.epsilon must have (default 8/255)")
     args = parser.parse_args(argv)
 
     if args.command == "import-reference":
         source = args.file.resolve()
         out = args.out.resolve() if args.out else None
         os.chdir(find_repo_root())  # default outputs and the config's paths are relative to the repository root
-        numerator, _, denominator = args.eps.partition("/")
         try:
-            result = import_reference(source, args.model, args.dataset, out, args.data_root,
-                                      float(numerator) / float(denominator or 1), args.training, args.backbone)
+            result = import_reference(source, args.model, args.dataset, out, args.data_root, args.eps, args.training, args.backbone)
         except (ReferenceImportError, FileNotFoundError) as err:
             print(f"error: {source}: {err}", file=sys.stderr)
             return 2

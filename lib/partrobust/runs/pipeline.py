@@ -30,7 +30,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..core.config import ParameterError
 from ..core.fileio import check_writable
@@ -72,15 +72,10 @@ def scan_data(configs: list[RunConfig], progress: bool = True) -> None:
         check_limits(config, split_sizes(config.data.labelled_root))
 
 
-def missing_weights(configs: list[RunConfig]) -> list[str]:
-    """The ImageNet weights files the runs name that are not on disk (sorted, each once)."""
-    paths = {str(c.model.pretrained_path) for c in configs if c.model.pretrained_path is not None}
-    return sorted(p for p in paths if not Path(p).is_file())
-
-
-def missing_imports(configs: list[RunConfig]) -> list[str]:
-    """The imported weights files (``model.weights``) the runs evaluate that are not on disk yet (sorted)."""
-    return sorted({str(c.model.weights) for c in configs if c.model.weights is not None and not Path(c.model.weights).is_file()})
+def missing_files(paths: Iterable[str | None]) -> list[str]:
+    """The named files (None: none named) that are not on disk, sorted, each once: the ImageNet weights to
+    fetch (``model.pretrained_*``) or the imported weights to import (``model.weights``) of a preview."""
+    return sorted({str(p) for p in paths if p is not None and not Path(p).is_file()})
 
 
 def _rerun_command(params_file: str | Path, stem: str) -> str:
@@ -114,10 +109,10 @@ def run(params_file: str | Path, *, only: list[str] | None = None, notebooks: li
             print(f"  notebook {stem} -> {experiment_dir / (stem + '.ipynb')}")
         if configs:
             print(status_table(configs, plan.experiment, runs_root, swept_keys(plan)).to_string(index=False, na_rep="-"))
-        missing = missing_weights(configs)
+        missing = missing_files(c.model.pretrained_path for c in configs)
         if missing:
             print("to fetch before training (`make weights`, i.e. python -m partrobust.weights fetch): " + ", ".join(missing))
-        unimported = missing_imports(configs)
+        unimported = missing_files(c.model.weights for c in configs)
         if unimported:
             print("to import before evaluating (python -m partrobust.weights import-reference FILE --model M --dataset D; "
                   "their run ids then include the files' SHA-256): " + ", ".join(unimported))

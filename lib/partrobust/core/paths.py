@@ -38,14 +38,22 @@ def refuse_source_location(path: str | os.PathLike, key: str) -> None:
             return
 
 
+PLAIN_NAME_RULE = "must be a plain folder name (no '/', no '..', not starting with '.')"
+
+
+def is_plain_name(name: object) -> bool:
+    """True for a plain folder name (an experiment's or a run's): no ``/``, no ``..``, no leading ``.``."""
+    return isinstance(name, str) and bool(name.strip()) and name == name.strip() and "/" not in name and "\\" not in name \
+        and not name.startswith(".") and "\0" not in name
+
+
 def check_plain_name(name: object, key: str) -> str:
-    """`name` if it is a plain folder name (an experiment's or a run's): no ``/``, no ``..``, no leading ``.``.
+    """`name` if it is a plain folder name (`is_plain_name`), else `ParameterError` naming `key`.
 
     The one check for every name that becomes a folder under the runs root (the ``--experiment``
     flag, a params file's ``experiment``, notebook 01's ``experiment`` parameter), so that no name
     can put a run outside its runs root or nest folders.
     """
-    if not isinstance(name, str) or not name.strip() or name != name.strip() or "/" in name or "\\" in name \
-            or name.startswith(".") or "\0" in name:
-        raise ParameterError(f"{key} must be a plain folder name (no '/', no '..', not starting with '.'), got {name!r}")
+    if not is_plain_name(name):
+        raise ParameterError(f"{key} {PLAIN_NAME_RULE}, got {name!r}")
     return name

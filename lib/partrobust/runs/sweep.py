@@ -41,7 +41,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..core.config import ParameterError, Section, validate
 from ..core.fileio import file_lock
-from ..core.paths import check_plain_name, find_repo_root
+from ..core.paths import PLAIN_NAME_RULE, find_repo_root, is_plain_name
 from .errors import EXIT_BUSY, EXIT_INPUT
 from .runconfig import RunConfig, make_run_config, read_yaml, resolved, run_id
 from .rundir import LOCK_FILE, claim, describe_progress, read_status, run_dir_for
@@ -90,10 +90,9 @@ class Plan(Section):
     @field_validator("experiment")
     @classmethod
     def _valid_experiment(cls, experiment: str) -> str:
-        try:
-            return check_plain_name(experiment, "experiment")
-        except ParameterError as err:
-            raise ValueError(str(err).removeprefix("experiment ").split(", got ")[0]) from None
+        if not is_plain_name(experiment):  # pydantic adds the key and the value
+            raise ValueError(PLAIN_NAME_RULE)
+        return experiment
 
     @property
     def sections(self) -> list[str]:

@@ -164,7 +164,8 @@ def check_device(config: RunConfig) -> torch.device:
     """The device the run computes on (`resolve_device`), refusing the `CUDA_ONLY_KEYS` set off CUDA."""
     device = resolve_device(config.device)
     if device.type != "cuda":
-        on = [key for key in CUDA_ONLY_KEYS if flatten(to_dict(config))[key]]
+        flat = flatten(to_dict(config))
+        on = [key for key in CUDA_ONLY_KEYS if flat[key]]
         if on:
             raise ParameterError(f"{on[0]}: true acts on CUDA only, but this run computes on {device.type} "
                                  f"(device: {config.device}); set it to false (it would change the run id, not the run)")

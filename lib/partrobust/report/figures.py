@@ -28,12 +28,10 @@ from .paper import EVAL_COLUMNS, NOTEBOOK_03, NOTEBOOK_04, at_paper_eps, in_main
 from .stats import seed_summary, seed_table_markdown
 from .style import (
     MODEL_COLORS,
-    MODEL_LABELS,
     SETTING_MARKERS,
     SWEEP_MARKERS,
     TRAINING_LINES,
     TRAINING_MARKERS,
-    TRAINING_ORDER,
     axis_label,
     clipped_errors,
     dropped_background,
@@ -41,12 +39,14 @@ from .style import (
     metric_label,
     model_colors,
     model_label,
+    model_rank,
     model_variant_labels,
     option_text,
     save_figure,
     seeds_caption,
     setting_label,
     training_label,
+    training_rank,
 )
 from .sweep_analysis import frontier, present_metrics, seed_means, wide_runs
 
@@ -120,13 +120,10 @@ def plot_seed_summary(summary: pd.DataFrame, x_metric: str = "clean_accuracy", y
             points.append((model, training, tuple(None if pd.isna(v) else v for v in values), cells.loc[x_metric], cells.loc[y_metric]))
     if not points:
         raise ValueError(f"no setting has both {x_metric} and {y_metric}")
-    model_rank = {m: i for i, m in enumerate(MODEL_LABELS)}
-    training_rank = {t: i for i, t in enumerate(TRAINING_ORDER)}
-    points.sort(key=lambda p: (model_rank.get(p[0], len(model_rank)), str(p[0]), training_rank.get(p[1], len(training_rank)),
-                               str(p[1]), tuple(_sort_key(v) for v in p[2])))
+    points.sort(key=lambda p: (model_rank(p[0]), str(p[0]), training_rank(p[1]), str(p[1]), tuple(_sort_key(v) for v in p[2])))
     by_training = len({(p[0], p[1]) for p in points}) == len(points) and {p[1] for p in points} <= set(TRAINING_MARKERS)
     rests = sorted({(p[1], *p[2]) for p in points},  # what a marker tells apart: training and the further columns
-                   key=lambda r: (training_rank.get(r[0], len(training_rank)), str(r[0]), tuple(_sort_key(v) for v in r[1:])))
+                   key=lambda r: (training_rank(r[0]), str(r[0]), tuple(_sort_key(v) for v in r[1:])))
     colors = model_colors(p[0] for p in points)
     fig, ax = plt.subplots(figsize=(5.6, 4))
     handles: list[Line2D] = []  # markers without their error bars, so that the legend shows each marker's shape
@@ -305,8 +302,7 @@ def fig05_masks(data: FigureData) -> dict[str, plt.Figure]:
 
 def _model_order(models: Iterable[str]) -> list[str]:
     """`models` once each, registered models in display order first."""
-    models = list(dict.fromkeys(models))
-    return [m for m in MODEL_LABELS if m in models] + [m for m in models if m not in MODEL_LABELS]
+    return sorted(dict.fromkeys(models), key=model_rank)  # stable: unknown models in their order of appearance
 
 
 def fig08_benchmarks(data: FigureData) -> dict[str, plt.Figure]:
@@ -358,10 +354,7 @@ def _line_figure(frame: pd.DataFrame, column: str, x: str, x_label: str, title: 
     metrics = [m for m in (*ACCURACIES, *sorted(set(frame["metric"]) - set(ACCURACIES))) if m in set(frame["metric"])]
     fig, axes = plt.subplots(len(sources), len(metrics), figsize=(3.4 * len(metrics) + 1.6, 2.9 * len(sources)), squeeze=False)
     lines = frame.drop_duplicates("_line").copy()
-    training_rank = {t: i for i, t in enumerate(TRAINING_ORDER)}
-    model_rank = {m: i for i, m in enumerate(MODEL_LABELS)}
-    lines = lines.assign(_m=lines["model"].map(model_rank).fillna(len(model_rank)),
-                         _t=lines["training"].map(training_rank).fillna(len(training_rank)))
+    lines = lines.assign(_m=lines["model"].map(model_rank), _t=lines["training"].map(training_rank))
     lines = lines.sort_values(["_m", "model", "_t", "training", "_line"], kind="stable")
     shown_columns = [c for c in setting_columns(frame) if c not in (*EVAL_COLUMNS, column, "dataset", "model", "training")]
     several_trainings = frame["training"].nunique() > 1

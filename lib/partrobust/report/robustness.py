@@ -33,6 +33,7 @@ from .style import (
     label,
     metric_label,
     model_label,
+    model_rank,
     model_variant_labels,
     seeds_caption,
 )
@@ -64,7 +65,7 @@ def benchmark_table(results: pd.DataFrame, metrics: Sequence[str] = ("clean_accu
         out.append({"row": cell.row, "model": cell.model, "metric": cell.metric, "mean": cell.mean, "half_width": cell.half_width,
                     "seeds": cell.seeds, "difference": cell.mean - base.mean() if len(base) else math.nan, "t": t, "p_value": p})
     table = pd.DataFrame(out)
-    rank = table["model"].map({m: i for i, m in enumerate(MODEL_COLORS)}).fillna(len(MODEL_COLORS))
+    rank = table["model"].map(model_rank)
     return table.assign(_rank=rank).sort_values(["_rank", "row"], kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 

@@ -124,6 +124,20 @@ def model_label(name: str) -> str:
     return MODEL_LABELS.get(name, name)
 
 
+def model_rank(name: object) -> int:
+    """A model's place in display order (`MODEL_LABELS`); unknown models after the known ones."""
+    return _MODEL_RANK.get(name, len(_MODEL_RANK))
+
+
+def training_rank(name: object) -> int:
+    """A training's place in display order (`TRAINING_ORDER`); unknown trainings after the known ones."""
+    return _TRAINING_RANK.get(name, len(_TRAINING_RANK))
+
+
+_MODEL_RANK = {m: i for i, m in enumerate(MODEL_LABELS)}
+_TRAINING_RANK = {t: i for i, t in enumerate(TRAINING_ORDER)}
+
+
 def dataset_label(name: str) -> str:
     """Display name of one of the paper's datasets ("part_imagenet" -> "Part-ImageNet"); others as they are."""
     return DATASET_LABELS.get(name, name)

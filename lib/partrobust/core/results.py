@@ -153,12 +153,21 @@ def add_results(path: str | Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return new
 
 
+NO_EVALUATORS = "none"
+"""The ``evaluators`` value of a run without attack-side evaluators (its plain evaluation)."""
+
+
 def evaluators_label(evaluators: Sequence[str]) -> str:
     """The ``evaluators`` column: the attack-side evaluators of the run joined by ``+``, or ``none``.
 
     It tells apart runs that evaluate the same trained model in different ways (notebook 03's
     attack-side sections), which repeat its clean, PGD and AutoAttack rows."""
-    return "+".join(evaluators) or "none"
+    return "+".join(evaluators) or NO_EVALUATORS
+
+
+def is_plain_evaluation(evaluators: pd.Series) -> pd.Series:
+    """True for the rows of runs without attack-side evaluators (``evaluators`` ``none`` or empty)."""
+    return evaluators.map(lambda v: pd.isna(v) or v == NO_EVALUATORS).astype(bool)
 
 
 def _read_stored(path: str | Path) -> pd.DataFrame:
@@ -172,7 +181,7 @@ def _read_stored(path: str | Path) -> pd.DataFrame:
     if "weights_sha256" not in frame.columns:  # files written before imported weights existed: all trained here
         frame.insert(frame.columns.get_loc("seed") + 1 if "seed" in frame.columns else len(frame.columns), "weights_sha256", float("nan"))
     if "evaluators" not in frame.columns:
-        frame.insert(frame.columns.get_loc("eps") + 1 if "eps" in frame.columns else len(frame.columns), "evaluators", "none")
+        frame.insert(frame.columns.get_loc("eps") + 1 if "eps" in frame.columns else len(frame.columns), "evaluators", NO_EVALUATORS)
     if "eval_limit" not in frame.columns:
         frame.insert(frame.columns.get_loc("evaluators") + 1, "eval_limit", UNKNOWN_LIMIT)
     missing = set(RESULT_COLUMNS) - set(frame.columns)

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 
 from ..core.fileio import atomic_write_text
 from ..core.metrics import BENCHMARK_METRICS, SUMMARY_METRICS
-from ..core.results import distinguishing_columns, results_csv, setting_columns
+from ..core.results import distinguishing_columns, is_plain_evaluation, results_csv, setting_columns
 from .masks import EXAMPLES_FILE, load_examples, plot_examples
 from .paper import EVAL_COLUMNS, NOTEBOOK_03, NOTEBOOK_04, at_paper_eps, in_main_setup, settings, source_label, with_source
 from .stats import seed_summary, seed_table_markdown
@@ -268,7 +268,7 @@ def table01_seeds(data: FigureData) -> dict[str, plt.Figure]:
     figures = {}
     results = data.results[in_main_setup(data.results) & data.results["model"].isin(TABLE01_MODELS)]
     if "evaluators" in results:  # one point per trained model: not its re-evaluations by notebook 03's attack sections
-        results = results[results["evaluators"].map(lambda v: pd.isna(v) or v == "none")]
+        results = results[is_plain_evaluation(results["evaluators"])]
     for source, group in results.groupby("source", sort=True):
         summary = seed_summary(group.drop(columns="source"))
         if summary.empty or not {"clean_accuracy", "autoattack_accuracy"} <= set(summary["metric"]):
@@ -401,7 +401,7 @@ def _sweep_frame(ours: pd.DataFrame, column: str, metrics: Sequence[str]) -> pd.
     if column != "eps":
         ours = at_paper_eps(ours)
     if "evaluators" in ours:
-        plain_first = ours["evaluators"].map(lambda v: int(pd.notna(v) and v != "none"))
+        plain_first = (~is_plain_evaluation(ours["evaluators"])).astype(int)
         eps = ours["eps"].astype(float).round(6) if "eps" in ours else pd.Series(0.0, index=ours.index)
         ours = (ours.assign(_plain=plain_first, _eps=eps).sort_values("_plain", kind="stable")
                 .drop_duplicates(["source", "setting", "_eps", "metric"]).drop(columns=["_plain", "_eps"]))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -284,16 +284,22 @@ def regenerate(inputs: Sequence[str | Path] | None = None, output_dir: str | Pat
     return Outputs(side, builtin, written, missing, claims, report)
 
 
+def table_counts(side: pd.DataFrame, builtin: pd.DataFrame, number: int) -> dict[str, Any]:
+    """Paper table `number`'s printed numbers, how many our runs fill (``ours``), how many have runs measured
+    otherwise (``not comparable``), its built-in cells, and the commands that produce the missing numbers."""
+    cells = side[side["table"] == number]
+    return {"printed": len(cells), "ours": int((cells["status"] == "ours").sum()),
+            "not comparable": int(cells["not_comparable"].fillna("").ne("").sum()),
+            "built-in cells": int(((builtin["table"] == number) & (builtin["status"] == "ours")).sum()) if not builtin.empty else 0,
+            "missing produced by": missing_commands(cells)}
+
+
 def coverage(outputs: Outputs) -> pd.DataFrame:
     """One row per paper table: printed numbers, how many we have, built-in cells, what produces the rest."""
-    side, builtin = outputs.side_by_side, outputs.builtin
     rows = []
     for number, spec in TABLES.items():
-        cells = side[side["table"] == number]
-        ours = int((cells["status"] == "ours").sum())
-        rows.append({"table": number, "title": spec.title, "printed": len(cells), "ours": ours,
-                     "built-in cells": int(((builtin["table"] == number) & (builtin["status"] == "ours")).sum()),
-                     "missing produced by": missing_commands(cells)})
+        counts = table_counts(outputs.side_by_side, outputs.builtin, number)
+        rows.append({"table": number, "title": spec.title, **{k: v for k, v in counts.items() if k != "not comparable"}})
     return pd.DataFrame(rows).set_index("table")
 
 
@@ -350,12 +356,9 @@ def report_markdown(claims: pd.DataFrame, side: pd.DataFrame, builtin: pd.DataFr
               "|---|---|---|---|---|---|"]
     tables_dir = out / "paper" / "tables"
     for number, spec in TABLES.items():
-        cells = side[side["table"] == number]
-        ours = int((cells["status"] == "ours").sum())
-        extra = int(((builtin["table"] == number) & (builtin["status"] == "ours")).sum()) if not builtin.empty else 0
         link = _link(tables_dir / f"table{number:02d}.md", out)
-        unfair = int(cells["not_comparable"].fillna("").ne("").sum())
-        lines.append(f"| [{number}: {spec.title}]({link}) | {len(cells)} | {ours} | {unfair} | {extra} | {missing_commands(cells)} |")
+        counts = table_counts(side, builtin, number)
+        lines.append(f"| [{number}: {spec.title}]({link}) | " + " | ".join(str(v) for v in counts.values()) + " |")
     lines += ["", "## Figures", "", "| figure | paper | files |", "|---|---|---|"]
     for name, spec in FIGURES.items():
         if name in figures:

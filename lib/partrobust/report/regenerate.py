@@ -199,12 +199,11 @@ def table_markdown(side: pd.DataFrame, builtin: pd.DataFrame, number: int, relea
     """One paper table side by side with ours, then the released weights' numbers (their own source), then our
     built-in-data numbers in its layout (Table 1 as the paper's models x datasets grid, with the per-cell details below)."""
     spec = TABLES[number]
-    found = int((side["status"] == "ours").sum())
-    unfair = int(side["not_comparable"].fillna("").ne("").sum())
+    counts = table_counts(side, builtin, number)
     lines = [f"# Table {number}: {spec.title}", "",
-             f"{found} of {len(side)} printed numbers have our runs measured as the paper measured; {unfair} more have runs "
-             f"measured otherwise (\"beside the cell\", never in it). Missing numbers are produced by: "
-             f"{missing_commands(side) or 'none missing'}.", ""]
+             f"{counts['ours']} of {counts['printed']} printed numbers have our runs measured as the paper measured; "
+             f"{counts['not comparable']} more have runs measured otherwise (\"beside the cell\", never in it). Missing numbers "
+             f"are produced by: {counts['missing produced by'] or 'none missing'}.", ""]
     if number == 1:
         lines += ["Ours / the paper's (%), clean and AutoAttack (eps 8/255) accuracy:", "", table1_grid(side, with_paper=True), "",
                   "## Per cell: how ours was measured", ""]
